@@ -1,0 +1,1 @@
+"""What every ChatPic service shares: settings base, events, Mongo repositories, errors, metrics."""

@@ -1,0 +1,69 @@
+"""Domain errors. They carry data; each app maps them to responses in one handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A refusal the client can act on: a stable machine code, an HTTP status and a sentence."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        **data: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.data: dict[str, Any] = data
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body.update(self.data)
+        return body
+
+
+class IntakeError(DomainError):
+    """An upload we refuse (type, size, dimensions, corrupt bytes)."""
+
+    status = 422
+    code = "corrupt_image"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(DomainError):
+    """A link that existed but no longer serves (expired, used up)."""
+
+    status = 410
+    code = "gone"
+
+
+class Unavailable(DomainError):
+    """A dependency (broker, database) cannot be reached right now."""
+
+    status = 503
+    code = "unavailable"

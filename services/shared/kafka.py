@@ -1,0 +1,135 @@
+"""Kafka clients, made one way for every service, plus the publisher port and its twin."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.shared.events import TOPICS, Envelope, encode, topic_name
+from services.shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge a record in time. The caller keeps the work pending."""
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, env: Envelope[Any]) -> None: ...
+
+    def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaPublisher:
+    """Synchronous, acknowledged publish (acks=all): returns only once the broker has the record."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self._settings = settings
+        self._timeout = settings.kafka_publish_timeout_s
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    client_id="chatpic",
+                    acks="all",
+                    linger_ms=2,
+                    retries=3,
+                    max_block_ms=int(self._timeout * 1000),
+                    request_timeout_ms=int(self._timeout * 1000),
+                )
+            return self._producer
+
+    def publish(self, topic: str, env: Envelope[Any]) -> None:
+        headers = [("trace_id", env.trace_id.encode()), ("type", env.type.encode())]
+        self.publish_raw(topic, env.key.encode(), encode(env), headers)
+
+    def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        name = topic_name(self._settings.topic_prefix, topic)
+        try:
+            future = self._client().send(name, key=key, value=value, headers=headers)
+            future.get(timeout=self._timeout)
+        except (KafkaError, OSError) as exc:
+            raise PublishError(f"publish to {name} failed: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=2)
+                self._producer = None
+
+
+@dataclass
+class MemoryPublisher:
+    """In-memory twin of the publisher port, for unit tests. ``fail`` simulates a broker outage."""
+
+    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    fail: bool = False
+
+    def publish(self, topic: str, env: Envelope[Any]) -> None:
+        self.publish_raw(topic, env.key.encode(), encode(env), [])
+
+    def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        if self.fail:
+            raise PublishError("broker unavailable (simulated)")
+        self.records.append((topic, key, value))
+
+    def close(self) -> None:
+        return None
+
+
+def make_consumer(settings: CommonSettings, group_id: str, topics: list[str]) -> KafkaConsumer:
+    """Manual commits only: offsets move after the work is durable, never before."""
+    session = settings.session_timeout_ms()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        client_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms(),
+        max_poll_records=8,
+        max_poll_interval_ms=max(300_000, session),
+        request_timeout_ms=max(30_000, session + 5000),
+    )
+    consumer.subscribe([topic_name(settings.topic_prefix, t) for t in topics])
+    return consumer
+
+
+def ensure_topics(settings: CommonSettings, partitions: int = 3, replication: int = 1) -> None:
+    """Create the registry's topics if they are missing (idempotent)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="chatpic-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [topic_name(settings.topic_prefix, t) for t in TOPICS]
+        new = [
+            NewTopic(name=t, num_partitions=partitions, replication_factor=replication)
+            for t in wanted
+            if t not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)
+            log.info("created topics", extra={"topics": [t.name for t in new]})
+    finally:
+        admin.close()

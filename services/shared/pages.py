@@ -1,0 +1,26 @@
+"""Server-rendered pages: one Jinja environment per service, autoescaped, no inline secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+class Pages:
+    def __init__(self, package: str) -> None:
+        self.env = Environment(
+            loader=PackageLoader(package, "templates"), autoescape=select_autoescape(["html"])
+        )
+
+    def render(self, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(**ctx)
+        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)

@@ -1,0 +1,160 @@
+"""Mongo repositories. Writes that race use one conditional update_one (never find_one_and_update,
+which scans the whole collection on the local database), then find_one if the document is needed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.database import Database
+
+from services.shared.mongo import Doc
+from services.shared.status import ImageStatus
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ImageRepo:
+    def __init__(self, db: Database[Doc]) -> None:
+        self.col = db["images"]
+
+    def ensure_indexes(self) -> None:
+        self.col.create_index([("status", ASCENDING), ("publish.last_at", ASCENDING)])
+
+    def insert_pending(self, doc: Doc) -> None:
+        doc = {**doc, "status": ImageStatus.PENDING.value, "created_at": now()}
+        doc.setdefault("publish", {"attempts": 0, "last_at": None, "published_at": None})
+        self.col.insert_one(doc)
+
+    def get(self, image_id: str) -> Doc | None:
+        return self.col.find_one({"_id": image_id})
+
+    def mark_published(self, image_id: str) -> None:
+        t = now()
+        self.col.update_one(
+            {"_id": image_id},
+            {
+                "$set": {"publish.published_at": t, "publish.last_at": t},
+                "$inc": {"publish.attempts": 1},
+            },
+        )
+
+    def mark_publish_failed(self, image_id: str) -> None:
+        self.col.update_one(
+            {"_id": image_id}, {"$set": {"publish.last_at": now()}, "$inc": {"publish.attempts": 1}}
+        )
+
+    def due_for_publish(self, older_than_s: float, limit: int) -> list[Doc]:
+        """Pending images never published, or published long enough ago that the record may
+        have been lost (the local broker forgets everything when it restarts)."""
+        cutoff = now() - timedelta(seconds=older_than_s)
+        never = {"status": ImageStatus.PENDING.value, "publish.published_at": None}
+        stale = {"status": ImageStatus.PENDING.value, "publish.last_at": {"$lt": cutoff}}
+        out: list[Doc] = list(self.col.find(never).limit(limit))
+        if len(out) < limit:
+            seen = {d["_id"] for d in out}
+            out += [d for d in self.col.find(stale).limit(limit) if d["_id"] not in seen]
+        return out[:limit]
+
+    def record_verdict(self, image_id: str, status: ImageStatus, verdict: Doc) -> bool:
+        """Pending → verdict, once. False if the image already has a verdict (idempotent)."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.PENDING.value},
+            {"$set": {"status": status.value, "verdict": verdict, "scanned_at": now()}},
+        )
+        return res.modified_count == 1
+
+    def oldest_pending_age_s(self) -> float:
+        doc = self.col.find_one(
+            {"status": ImageStatus.PENDING.value}, sort=[("created_at", ASCENDING)]
+        )
+        if doc is None:
+            return 0.0
+        created: datetime = doc["created_at"]
+        return max(0.0, (now() - created).total_seconds())
+
+    def list_by_status(self, status: ImageStatus, limit: int = 100) -> list[Doc]:
+        return list(
+            self.col.find({"status": status.value}).sort("created_at", ASCENDING).limit(limit)
+        )
+
+
+class BankRepo:
+    """Hash banks. A generation counter tells scanners, with one cheap read, that the bank moved."""
+
+    def __init__(self, db: Database[Doc]) -> None:
+        self.col = db["bank_entries"]
+        self.meta = db["bank_meta"]
+
+    def ensure_indexes(self) -> None:
+        self.col.create_index(
+            [("bank", ASCENDING), ("signal_type", ASCENDING), ("hash", ASCENDING)]
+        )
+
+    def add(self, entry: Doc) -> None:
+        self.col.insert_one({**entry, "created_at": now()})
+        self._bump()
+
+    def remove(self, entry_id: str) -> bool:
+        res = self.col.delete_one({"_id": entry_id})
+        if res.deleted_count:
+            self._bump()
+        return res.deleted_count == 1
+
+    def entries(self, signal_type: str | None = None) -> list[Doc]:
+        query: dict[str, Any] = {} if signal_type is None else {"signal_type": signal_type}
+        return list(self.col.find(query).sort("created_at", ASCENDING))
+
+    def generation(self) -> int:
+        doc = self.meta.find_one({"_id": "generation"})
+        return int(doc["value"]) if doc else 0
+
+    def _bump(self) -> None:
+        self.meta.update_one({"_id": "generation"}, {"$inc": {"value": 1}}, upsert=True)
+
+
+class LinkRepo:
+    """Share links, keyed by the hash of their token. The token itself is never stored."""
+
+    def __init__(self, db: Database[Doc]) -> None:
+        self.col = db["links"]
+
+    def ensure_indexes(self) -> None:
+        self.col.create_index([("image_id", ASCENDING)])
+        self.col.create_index([("link_id", ASCENDING)], unique=True)
+
+    def insert(self, doc: Doc) -> None:
+        self.col.insert_one({**doc, "views": 0, "remaining": doc["max_views"], "created_at": now()})
+
+    def get(self, token_hash: str) -> Doc | None:
+        return self.col.find_one({"_id": token_hash})
+
+    def redeem(self, token_hash: str) -> bool:
+        """Consume one view atomically: one conditional update, no read-modify-write."""
+        res = self.col.update_one(
+            {
+                "_id": token_hash,
+                "revoked": {"$ne": True},
+                "expires_at": {"$gt": now()},
+                "remaining": {"$gt": 0},
+            },
+            {"$inc": {"views": 1, "remaining": -1}, "$set": {"last_view_at": now()}},
+        )
+        return res.modified_count == 1
+
+
+class ReportRepo:
+    def __init__(self, db: Database[Doc]) -> None:
+        self.col = db["reports"]
+
+    def ensure_indexes(self) -> None:
+        self.col.create_index([("state", ASCENDING), ("created_at", ASCENDING)])
+
+    def insert(self, doc: Doc) -> None:
+        self.col.insert_one({**doc, "state": "open", "created_at": now()})
+
+    def open_reports(self, limit: int = 200) -> list[Doc]:
+        return list(self.col.find({"state": "open"}).sort("created_at", ASCENDING).limit(limit))

@@ -1,0 +1,61 @@
+"""Settings base. Every value comes from a CHATPIC_* environment variable.
+
+The ``local`` profile carries the measured quirks of the local broker and database
+(see README, "Local infrastructure"); ``production`` uses ordinary Kafka/MongoDB defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LOCAL_DEV_SALT = "chatpic-local-development-salt-not-for-production"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATPIC_", extra="ignore")
+
+    profile: Literal["local", "production"] = "local"
+    log_level: str = "INFO"
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "chatpic."
+    # None = the profile's default (local broker: 2000/500 ms; real Kafka: 45000/3000 ms).
+    kafka_session_timeout_ms: int | None = None
+    kafka_heartbeat_interval_ms: int | None = None
+    kafka_publish_timeout_s: float = 5.0
+
+    mongo_uri: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "chatpic"
+    mongo_timeout_ms: int = 3000
+
+    # Secret used to hash tokens and client addresses. Required outside the local profile.
+    secret_salt: SecretStr | None = None
+
+    def salt(self) -> bytes:
+        if self.secret_salt is not None:
+            return self.secret_salt.get_secret_value().encode()
+        if self.profile == "local":
+            return _LOCAL_DEV_SALT.encode()
+        raise RuntimeError("CHATPIC_SECRET_SALT must be set outside the local profile")
+
+    def session_timeout_ms(self) -> int:
+        if self.kafka_session_timeout_ms is not None:
+            return self.kafka_session_timeout_ms
+        return 2000 if self.profile == "local" else 45000
+
+    def heartbeat_interval_ms(self) -> int:
+        if self.kafka_heartbeat_interval_ms is not None:
+            return self.kafka_heartbeat_interval_ms
+        return 500 if self.profile == "local" else 3000
+
+
+class HttpServiceSettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Where browsers reach the other services (links are shown to users, forms post across).
+    ingest_public_url: str = "http://127.0.0.1:8001"
+    links_public_url: str = "http://127.0.0.1:8002"
+    review_public_url: str = "http://127.0.0.1:8003"
