@@ -1,0 +1,1 @@
+"""Scanner service: decode, hash, score and decide on uploaded images."""
