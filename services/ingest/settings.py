@@ -1,0 +1,20 @@
+"""Ingest settings (environment variables CHATPIC_*)."""
+
+from __future__ import annotations
+
+from services.shared.settings import HttpServiceSettings
+
+
+class IngestSettings(HttpServiceSettings):
+    port: int = 8001
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_width: int = 12000
+    max_height: int = 12000
+    max_pixels: int = 50_000_000
+    max_long_edge: int = 2048
+    jpeg_quality: int = 82
+    # Re-publish a pending image whose record may have been lost after this many seconds.
+    republish_after_s: float = 30.0
+    republish_interval_s: float = 2.0
+    # After this many publish attempts with no verdict, hold the image for a human (fail closed).
+    max_publish_attempts: int = 20

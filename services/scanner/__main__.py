@@ -1,0 +1,71 @@
+"""Run one scanner process: python -m services.scanner (scale out with more processes)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from services.scanner.consumer import ScanConsumer
+from services.scanner.health import serve
+from services.scanner.model import NsfwModel, default_card
+from services.scanner.policy import PolicyThresholds
+from services.scanner.settings import ScannerSettings
+from services.scanner.worker import ScanWorker
+from services.shared.events import IMAGE_UPLOADED
+from services.shared.kafka import KafkaPublisher, make_consumer
+from services.shared.logs import configure_logging
+from services.shared.mongo import BlobStore, database, make_client, ping
+from services.shared.repos import BankRepo, ImageRepo
+
+log = logging.getLogger("services.scanner")
+
+
+def main() -> None:
+    settings = ScannerSettings()
+    configure_logging("scanner", settings.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    client = make_client(settings)
+    db = database(client, settings)
+    state = {"model": False, "consuming": False}
+    server = serve(
+        settings.metrics_host,
+        settings.metrics_port,
+        lambda: {"database": ping(db), "model": state["model"], "consumer": state["consuming"]},
+    )
+    card = default_card()
+    model = NsfwModel(card, threads=settings.model_threads)
+    state["model"] = True
+    publisher = KafkaPublisher(settings)
+    worker = ScanWorker(
+        images=ImageRepo(db),
+        blobs=BlobStore(db),
+        banks=BankRepo(db),
+        model=model,
+        card=card,
+        publisher=publisher,
+        thresholds=PolicyThresholds(
+            review=settings.review_threshold,
+            blocked=settings.blocked_threshold,
+            hash_max_distance=settings.hash_max_distance,
+        ),
+        max_frames=settings.max_frames,
+    )
+    consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
+    state["consuming"] = True
+    log.info("scanner started", extra={"model": card.name, "version": model.version})
+    try:
+        ScanConsumer(consumer, worker, publisher, settings, stop).run()
+    finally:
+        consumer.close(autocommit=False)
+        publisher.close()
+        server.shutdown()
+        client.close()
+        log.info("scanner stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Kafka transport for the scanner: poll, decode, hand to the worker, commit after the work.
+
+- Offsets are committed only once every record of the batch has a stored verdict.
+- A record that cannot be decoded goes to the dead-letter topic with its reason, at once.
+- A record whose handling keeps failing (database down, ...) is retried with backoff, then
+  dead-lettered after ``max_attempts``; the image stays pending, so ingest's re-publisher
+  brings it back once things recover. No endless retry of one record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.structs import OffsetAndMetadata
+
+from services.scanner import metrics
+from services.scanner.settings import ScannerSettings
+from services.scanner.worker import ScanWorker
+from services.shared.events import DEAD_LETTER_TOPIC, IMAGE_UPLOADED, EnvelopeError, decode
+from services.shared.kafka import Publisher, PublishError
+
+log = logging.getLogger(__name__)
+
+
+class ScanConsumer:
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        worker: ScanWorker,
+        publisher: Publisher,
+        settings: ScannerSettings,
+        stop: threading.Event,
+    ) -> None:
+        self.consumer = consumer
+        self.worker = worker
+        self.publisher = publisher
+        self.settings = settings
+        self.stop = stop
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            batch = self.consumer.poll(timeout_ms=500, max_records=8)
+            for tp, records in batch.items():
+                for record in records:
+                    if self.stop.is_set():
+                        return  # uncommitted: redelivered to whoever gets the partition
+                    if not self._process(record):
+                        return  # stopping mid-retry: leave the offset uncommitted
+                    self.consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+
+    def _process(self, record: Any) -> bool:
+        """Handle one record durably. False only when asked to stop before it was done."""
+        try:
+            env = decode(record.value, IMAGE_UPLOADED)
+        except EnvelopeError as exc:
+            return self._dead_letter(record, exc.reason, exc.detail)
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                self.worker.handle(env)
+                return True
+            except PublishError as exc:
+                # The verdict is stored; only the announcement failed. Consumers of
+                # image.scanned read status from the database, so this is not lost work.
+                log.warning("verdict stored, announce failed", extra={"err": str(exc)})
+                return True
+            except Exception as exc:
+                metrics.RETRIES.inc()
+                log.warning(
+                    "scan attempt failed",
+                    extra={"image_id": env.payload.image_id, "attempt": attempt, "err": repr(exc)},
+                )
+                if self.stop.wait(self.settings.retry_backoff_s * attempt):
+                    return False
+        return self._dead_letter(record, "handler_failed", env.payload.image_id)
+
+    def _dead_letter(self, record: Any, reason: str, detail: str) -> bool:
+        metrics.DEAD_LETTERS.labels(reason).inc()
+        headers = [
+            ("dlq_reason", reason.encode()),
+            ("dlq_detail", detail[:300].encode()),
+            ("source_topic", str(record.topic).encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+        ]
+        value = record.value if record.value is not None else b""
+        while True:
+            try:
+                self.publisher.publish_raw(DEAD_LETTER_TOPIC, record.key, value, headers)
+                break
+            except PublishError:
+                if self.stop.wait(1.0):
+                    return False
+        log.warning("record dead-lettered", extra={"reason": reason, "offset": record.offset})
+        return True

@@ -1,0 +1,27 @@
+"""Scanner metrics, declared once."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SCANNED = Counter("chatpic_scanner_images_total", "Images scanned, by verdict.", ["verdict"])
+DUPLICATES = Counter(
+    "chatpic_scanner_duplicates_total", "Records for images that already had a verdict."
+)
+SCAN_SECONDS = Histogram(
+    "chatpic_scanner_scan_seconds",
+    "Scan time by stage (decode, hash, model, total).",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+MODEL_SCORE = Histogram(
+    "chatpic_scanner_nsfw_score",
+    "Highest explicit-label score per image.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.9, 1.0),
+)
+BANK_MATCHES = Counter("chatpic_scanner_bank_matches_total", "Hash bank matches.", ["bank"])
+INDEX_SIZE = Gauge("chatpic_scanner_bank_index_size", "Hashes in this process's match index.")
+DEAD_LETTERS = Counter(
+    "chatpic_scanner_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"]
+)
+RETRIES = Counter("chatpic_scanner_retries_total", "Transient failures that were retried.")

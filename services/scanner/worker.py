@@ -1,0 +1,168 @@
+"""The scan of one image: load, hash, match, score, decide, store, announce. No Kafka here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from services.scanner import metrics
+from services.scanner.hashing import BankEntry, HashIndex, is_hashable, phash_hex
+from services.scanner.imaging import frames_for_scan
+from services.scanner.model import ModelCard, NsfwModel, nsfw_score
+from services.scanner.policy import Decision, PolicyThresholds, decide
+from services.shared.events import (
+    IMAGE_SCANNED,
+    Envelope,
+    ImageScanned,
+    ImageUploaded,
+    make_envelope,
+)
+from services.shared.kafka import Publisher
+from services.shared.mongo import BlobStore
+from services.shared.repos import BankRepo, ImageRepo
+from services.shared.status import ImageStatus, Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    image_id: str
+    verdict: str | None  # None: nothing stored (unknown image or already decided)
+    stored: bool
+
+
+class BankIndex:
+    """This process's in-memory pHash index, rebuilt when the bank generation moves."""
+
+    def __init__(self, banks: BankRepo) -> None:
+        self._banks = banks
+        self._generation = -1
+        self.index = HashIndex([])
+
+    def refresh(self) -> HashIndex:
+        generation = self._banks.generation()
+        if generation != self._generation:
+            entries = [
+                BankEntry(
+                    entry_id=str(d["_id"]), bank=d["bank"], hash_hex=d["hash"], reason=d["reason"]
+                )
+                for d in self._banks.entries("phash")
+            ]
+            self.index = HashIndex(entries)
+            self._generation = generation
+            metrics.INDEX_SIZE.set(len(self.index))
+        return self.index
+
+
+class ScanWorker:
+    def __init__(
+        self,
+        *,
+        images: ImageRepo,
+        blobs: BlobStore,
+        banks: BankRepo,
+        model: NsfwModel,
+        card: ModelCard,
+        publisher: Publisher,
+        thresholds: PolicyThresholds,
+        max_frames: int,
+    ) -> None:
+        self.images = images
+        self.blobs = blobs
+        self.index = BankIndex(banks)
+        self.model = model
+        self.card = card
+        self.publisher = publisher
+        self.thresholds = thresholds
+        self.max_frames = max_frames
+
+    def handle(self, env: Envelope[ImageUploaded]) -> Outcome:
+        image_id = env.payload.image_id
+        doc = self.images.get(image_id)
+        if doc is None:
+            log.warning("record for an unknown image; skipped", extra={"image_id": image_id})
+            return Outcome(image_id, None, False)
+        if doc["status"] != ImageStatus.PENDING.value:
+            metrics.DUPLICATES.inc()
+            self._announce(image_id, str(doc["status"]), doc.get("verdict", {}), env.trace_id)
+            return Outcome(image_id, str(doc["status"]), False)
+        decision, record = self.scan(self.blobs.get(doc["blob_id"]))
+        status = ImageStatus(decision.verdict.value)
+        stored = self.images.record_verdict(image_id, status, record)
+        if stored:
+            metrics.SCANNED.labels(decision.verdict.value).inc()
+            log.info(
+                "verdict stored",
+                extra={"image_id": image_id, "verdict": status.value, "trace_id": env.trace_id},
+            )
+        else:
+            metrics.DUPLICATES.inc()
+        final = self.images.get(image_id) or {}
+        self._announce(image_id, str(final.get("status")), final.get("verdict", {}), env.trace_id)
+        return Outcome(image_id, str(final.get("status")), stored)
+
+    def scan(self, data: bytes) -> tuple[Decision, dict[str, Any]]:
+        """Pure scan of bytes: returns the decision and the verdict record to store."""
+        t0 = time.perf_counter()
+        try:
+            frames = frames_for_scan(data, max_frames=self.max_frames)
+        except ValueError as exc:
+            # Fail closed: what we cannot read goes to a human, never to viewers.
+            decision = Decision(Verdict.REVIEW, ("undecodable",))
+            return decision, {"reasons": list(decision.reasons), "error": str(exc)[:200]}
+        t1 = time.perf_counter()
+        first = frames[0]
+        phash = phash_hex(first)
+        hashable = is_hashable(first)
+        match = self.index.refresh().nearest(phash, self.thresholds.hash_max_distance)
+        t2 = time.perf_counter()
+        scores = self.model.score_frames(frames)
+        nsfw = nsfw_score(scores, self.card)
+        t3 = time.perf_counter()
+        decision = decide(nsfw, match, hashable, self.thresholds)
+        metrics.SCAN_SECONDS.labels("decode").observe(t1 - t0)
+        metrics.SCAN_SECONDS.labels("hash").observe(t2 - t1)
+        metrics.SCAN_SECONDS.labels("model").observe(t3 - t2)
+        metrics.SCAN_SECONDS.labels("total").observe(t3 - t0)
+        metrics.MODEL_SCORE.observe(nsfw if nsfw == nsfw else 1.0)
+        if match is not None:
+            metrics.BANK_MATCHES.labels(match.bank).inc()
+        record: dict[str, Any] = {
+            "verdict": decision.verdict.value,
+            "reasons": list(decision.reasons),
+            "model": {"name": self.card.name, "version": self.model.version},
+            "scores": {k: round(v, 4) for k, v in scores.items()},
+            "nsfw_score": round(nsfw, 4),
+            "thresholds": {
+                "review": self.thresholds.review,
+                "blocked": self.thresholds.blocked,
+                "hash_max_distance": self.thresholds.hash_max_distance,
+            },
+            "hashes": {"phash": phash, "hashable": hashable},
+            "match": None
+            if match is None
+            else {
+                "entry_id": match.entry_id,
+                "bank": match.bank,
+                "distance": match.distance,
+                "reason": match.reason,
+            },
+            "frames": len(frames),
+            "timings_ms": {
+                "decode": round((t1 - t0) * 1000, 2),
+                "hash": round((t2 - t1) * 1000, 2),
+                "model": round((t3 - t2) * 1000, 2),
+            },
+        }
+        return decision, record
+
+    def _announce(self, image_id: str, status: str, verdict: dict[str, Any], trace_id: str) -> None:
+        payload = ImageScanned(
+            image_id=image_id, verdict=status, reasons=list(verdict.get("reasons", []))
+        )
+        self.publisher.publish(
+            IMAGE_SCANNED.topic, make_envelope(IMAGE_SCANNED, image_id, payload, trace_id)
+        )

@@ -1,0 +1,82 @@
+"""Integration fixtures: one real broker, database and set of services per test session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import MongoClient
+
+from deploy.local.stack import Stack, StackPorts
+
+
+@dataclass
+class Live:
+    stack: Stack
+    ingest: httpx.Client
+    links: httpx.Client
+    review: httpx.Client
+    scanner: httpx.Client
+    mongo: MongoClient[dict[str, Any]]
+
+    @property
+    def db(self) -> Any:
+        return self.mongo["chatpic"]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.stack.ports.broker}"
+
+    def upload(self, data: bytes, name: str = "photo.jpg") -> httpx.Response:
+        return self.ingest.post("/api/v1/images", files={"file": (name, data)})
+
+    def wait_status(self, image_id: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        status = "pending"
+        while time.monotonic() < deadline:
+            status = self.ingest.get(f"/api/v1/images/{image_id}").json()["status"]
+            if status != "pending":
+                return str(status)
+            time.sleep(0.2)
+        raise AssertionError(f"image {image_id} still {status} after {timeout} s")
+
+    def logs(self) -> str:
+        out = []
+        for path in sorted((self.stack.var_dir / "logs").glob("*.log")):
+            out.append(f"--- {path.name}\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    var_dir: Path = tmp_path_factory.mktemp("chatpic-var")
+    stack = Stack(var_dir=var_dir, ports=StackPorts.free())
+    stack.start()
+    p = stack.ports
+    clients = {
+        name: httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        for name, port in (
+            ("ingest", p.ingest),
+            ("links", p.links),
+            ("review", p.review),
+            ("scanner", p.scanner),
+        )
+    }
+    mongo: MongoClient[dict[str, Any]] = MongoClient(
+        f"mongodb://127.0.0.1:{p.mongo}/", retryWrites=False, tz_aware=True
+    )
+    live = Live(stack=stack, mongo=mongo, **clients)
+    try:
+        yield live
+    finally:
+        dead = stack.dead()
+        for c in clients.values():
+            c.close()
+        mongo.close()
+        stack.stop()
+        assert not dead, f"services died during the run: {dead}\n{live.logs()}"
