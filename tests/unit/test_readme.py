@@ -1,0 +1,31 @@
+"""The README documents every setting each service reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from services.ingest.settings import IngestSettings
+from services.links.settings import LinksSettings
+from services.review.settings import ReviewSettings
+from services.scanner.settings import ScannerSettings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "settings", [IngestSettings, LinksSettings, ReviewSettings, ScannerSettings]
+)
+def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
+    missing = [
+        f"CHATPIC_{name.upper()}"
+        for name in settings.model_fields
+        if f"`CHATPIC_{name.upper()}`" not in README
+    ]
+    assert not missing, f"undocumented settings: {missing}"
+
+
+def test_readme_shows_the_two_commands() -> None:
+    assert "make run" in README and "make test" in README
