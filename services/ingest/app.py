@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from services.ingest.intake import IntakeLimits, SanitizedImage, sanitize
 
 from services.ingest import metrics
+from services.ingest.intake import IntakeLimits, SanitizedImage, sanitize
 from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, republish_due
 from services.shared.errors import DomainError, IntakeError, NotFound
@@ -56,7 +56,11 @@ async def _read_capped(upload: UploadFile, cap: int) -> bytes:
         total += len(chunk)
         if total > cap:
             raise IntakeError(
-                "The file is larger than the upload limit.", code="too_large", status=413, limit=cap
+                "The file is larger than the upload limit.",
+                code="too_large",
+                status=413,
+                limit="bytes",
+                maximum=cap,
             )
         parts.append(chunk)
     return b"".join(parts)
@@ -106,7 +110,8 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 "The file is larger than the upload limit.",
                 code="too_large",
                 status=413,
-                limit=limits.max_bytes,
+                limit="bytes",
+                maximum=limits.max_bytes,
             )
 
     async def take(request: Request, file: UploadFile | None) -> tuple[Accepted, SanitizedImage]:

@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass
 
 from services.ingest.intake import SanitizedImage
-
 from services.ingest.metrics import PUBLISHES
 from services.shared.events import IMAGE_UPLOADED, ImageUploaded, make_envelope
 from services.shared.kafka import Publisher, PublishError

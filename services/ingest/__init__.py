@@ -1,0 +1,1 @@
+"""Upload intake: validate, sanitise and store uploaded images."""
