@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from services.ingest import metrics
+from services.ingest.bodylimit import BodyLimit, too_large
 from services.ingest.intake import IntakeLimits, SanitizedImage, sanitize
 from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, republish_due
@@ -55,13 +56,7 @@ async def _read_capped(upload: UploadFile, cap: int) -> bytes:
     while chunk := await upload.read(CHUNK):
         total += len(chunk)
         if total > cap:
-            raise IntakeError(
-                "The file is larger than the upload limit.",
-                code="too_large",
-                status=413,
-                limit="bytes",
-                maximum=cap,
-            )
+            raise too_large(cap)
         parts.append(chunk)
     return b"".join(parts)
 
@@ -96,6 +91,12 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
 
     app = FastAPI(title="ChatPic ingest", version="1", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        cap=limits.max_bytes,
+        slack=MULTIPART_OVERHEAD,
+        paths=frozenset({"/api/v1/images", "/upload"}),
+    )
 
     def ready() -> dict[str, bool]:
         p = state.get("ports")
@@ -103,21 +104,9 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
 
     instrument(app, "ingest", ready)
 
-    def check_length(request: Request) -> None:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_bytes + MULTIPART_OVERHEAD:
-            raise IntakeError(
-                "The file is larger than the upload limit.",
-                code="too_large",
-                status=413,
-                limit="bytes",
-                maximum=limits.max_bytes,
-            )
-
     async def take(request: Request, file: UploadFile | None) -> tuple[Accepted, SanitizedImage]:
         start = time.perf_counter()
         try:
-            check_length(request)
             if file is None:
                 raise IntakeError(
                     "Send the image as a multipart form field named 'file'.",

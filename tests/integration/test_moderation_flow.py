@@ -234,3 +234,35 @@ def test_upload_accepted_while_broker_unreachable_is_republished(live: Live) -> 
     finally:
         publisher.close()
     assert live.wait_status(accepted.image_id, timeout=30) == "cleared"
+
+
+def test_oversized_uploads_are_refused_early(live: Live) -> None:
+    """Declared too large: 413 before the body is read. Chunked and too large: cut off."""
+    import socket
+
+    port = live.stack.ports.ingest
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/images HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 900000000\r\n\r\n"
+        )
+        reply = b""  # answered without sending a single body byte
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413") and b'"code":"too_large"' in reply
+
+    def chunks():  # no Content-Length: streamed, counted, cut off past the limit
+        yield b"--b\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\n"
+        for _ in range(30):
+            yield b"\0" * (1024 * 1024)
+
+    before = live.db.images.count_documents({})
+    resp = live.ingest.post(
+        "/api/v1/images",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert resp.status_code == 413 and resp.json()["code"] == "too_large"
+    assert resp.json()["maximum"] == 20 * 1024 * 1024
+    assert live.db.images.count_documents({}) == before
