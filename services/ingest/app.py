@@ -21,7 +21,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, republish_due
 from services.shared.errors import DomainError, IntakeError, NotFound
 from services.shared.http import install_error_handlers
-from services.shared.kafka import KafkaPublisher, Publisher
+from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
 from services.shared.metrics import instrument
 from services.shared.mongo import BlobStore, Doc, database, make_client, ping
 from services.shared.pages import Pages
@@ -75,6 +75,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             db = database(client, settings)
             images = ImageRepo(db)
             await run_in_threadpool(images.ensure_indexes)
+            await run_in_threadpool(ensure_topics_best_effort, settings)
             state["ports"] = Ports(images, BlobStore(db), KafkaPublisher(settings))
         else:
             state["ports"] = ports

@@ -13,7 +13,7 @@ from services.scanner.policy import PolicyThresholds
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED
-from services.shared.kafka import KafkaPublisher, make_consumer
+from services.shared.kafka import KafkaPublisher, ensure_topics_best_effort, make_consumer
 from services.shared.logs import configure_logging
 from services.shared.mongo import BlobStore, database, make_client, ping
 from services.shared.repos import BankRepo, ImageRepo
@@ -54,6 +54,7 @@ def main() -> None:
         ),
         max_frames=settings.max_frames,
     )
+    ensure_topics_best_effort(settings)
     consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
     state["consuming"] = True
     log.info("scanner started", extra={"model": card.name, "version": model.version})

@@ -133,3 +133,14 @@ def ensure_topics(settings: CommonSettings, partitions: int = 3, replication: in
             log.info("created topics", extra={"topics": [t.name for t in new]})
     finally:
         admin.close()
+
+
+def ensure_topics_best_effort(settings: CommonSettings) -> bool:
+    """At service start: declare the topics so a broker that lost them (or auto-creates them
+    with one partition) gets the registry's layout. Never fatal: the broker may come later."""
+    try:
+        ensure_topics(settings)
+    except Exception as exc:
+        log.warning("could not ensure topics; continuing", extra={"err": repr(exc)})
+        return False
+    return True

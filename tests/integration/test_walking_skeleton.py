@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 from PIL import Image
 
@@ -98,3 +99,28 @@ def test_link_refused_while_pending(live: Live) -> None:
         assert early.json()["code"] == "not_scanned_yet"
     assert live.wait_status(body["image_id"]) == "cleared"
     assert live.links.post("/api/v1/links", json=req).status_code == 201
+
+
+def test_link_expires_on_time_and_options_are_validated(live: Live) -> None:
+    resp = live.upload(corpus_path("Landscape_0.jpg").read_bytes())
+    body = resp.json()
+    assert live.wait_status(body["image_id"]) == "cleared"
+    base = {"image_id": body["image_id"], "owner_token": body["owner_token"]}
+
+    for bad, code in [
+        ({"max_views": 0}, "invalid_request"),
+        ({"max_views": 10**6}, "max_views_too_high"),
+        ({"expires_in": -5}, "invalid_request"),
+        ({"expires_in": 10**9}, "expires_in_too_long"),
+        ({"max_views": "many"}, "invalid_request"),
+    ]:
+        resp = live.links.post("/api/v1/links", json={**base, **bad})
+        assert 400 <= resp.status_code < 500 and resp.json()["code"] == code, (bad, resp.text)
+
+    link = live.links.post("/api/v1/links", json={**base, "expires_in": 1, "max_views": 5})
+    assert link.status_code == 201
+    token = link.json()["token"]
+    time.sleep(1.2)
+    resp = live.links.post(f"/s/{token}/reveal")
+    assert resp.status_code == 410 and resp.json()["code"] == "expired"
+    assert live.db.links.find_one({"link_id": link.json()["link_id"]})["views"] == 0

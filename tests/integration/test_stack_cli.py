@@ -1,0 +1,124 @@
+"""`make run`'s entry point as a person uses it: it starts, prints the URL, and Ctrl-C stops
+every child; a taken port is named in a clear message."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from deploy.local.stack import ROOT, StackPorts
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def stack_env(ports: StackPorts, var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATPIC_")}
+    env["CHATPIC_VAR_DIR"] = str(var_dir)
+    for name in ports.__dataclass_fields__:
+        env[f"CHATPIC_{name.upper()}_PORT"] = str(getattr(ports, name))
+    return env
+
+
+def test_run_prints_the_url_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    ports = StackPorts.free()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.local.stack"],
+        cwd=ROOT,
+        env=stack_env(ports, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: [lines.put(line) for line in proc.stdout],
+            daemon=True,  # type: ignore[union-attr]
+        )
+        reader.start()
+        output = ""
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C" not in output and time.monotonic() < deadline:
+            try:
+                output += lines.get(timeout=1)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+        assert f"http://127.0.0.1:{ports.ingest}/" in output, output
+        page = httpx.get(f"http://127.0.0.1:{ports.ingest}/", timeout=10)
+        assert page.status_code == 200 and "<form" in page.text
+        kids = children_of(proc.pid)
+        assert len(kids) == 6  # broker, database, ingest, links, review, scanner
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        reader.join(10)
+        rest = "".join(lines.get() for _ in range(lines.qsize()))
+        assert "Stopped." in rest
+        deadline = time.monotonic() + 10
+        while any(alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [k for k in kids if alive(k)] == []
+        assert (tmp_path / "logs" / "scanner.log").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    ports = StackPorts.free()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", ports.broker))
+        blocker.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.local.stack"],
+            cwd=ROOT,
+            env=stack_env(ports, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"broker ({ports.broker})" in result.stderr and "already in use" in result.stderr
+
+
+def test_a_bad_port_setting_is_refused(tmp_path: Path) -> None:
+    env = stack_env(StackPorts.free(), tmp_path)
+    env["CHATPIC_MONGO_PORT"] = "seventy"
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.local.stack"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "CHATPIC_MONGO_PORT" in result.stderr
