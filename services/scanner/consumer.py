@@ -13,7 +13,8 @@ import logging
 import threading
 from typing import Any
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from services.scanner import metrics
@@ -49,7 +50,15 @@ class ScanConsumer:
                         return  # uncommitted: redelivered to whoever gets the partition
                     if not self._process(record):
                         return  # stopping mid-retry: leave the offset uncommitted
-                    self.consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                    self._commit(tp, record.offset + 1)
+
+    def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
+        except KafkaError as exc:
+            # Lost the partition in a rebalance: the new owner re-reads the record, and the
+            # verdict write is idempotent, so nothing is lost or decided twice.
+            log.warning("offset commit failed", extra={"err": repr(exc), "offset": offset})
 
     def _process(self, record: Any) -> bool:
         """Handle one record durably. False only when asked to stop before it was done."""

@@ -61,7 +61,7 @@ def test_run_prints_the_url_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         lines: queue.Queue[str] = queue.Queue()
         reader = threading.Thread(
             target=lambda: [lines.put(line) for line in proc.stdout],
-            daemon=True,  # type: ignore[union-attr]
+            daemon=True,
         )
         reader.start()
         output = ""
