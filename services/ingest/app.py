@@ -8,27 +8,37 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pymongo.collection import Collection
+from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from services.ingest import metrics
 from services.ingest.bodylimit import BodyLimit, too_large
-from services.ingest.intake import IntakeLimits, SanitizedImage, sanitize
+from services.ingest.intake import IntakeLimits, SanitizedImage, accepted_formats, sanitize
 from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, republish_due
-from services.shared.errors import DomainError, IntakeError, NotFound
+from services.shared.clients import client_address, client_key, parse_networks
+from services.shared.errors import DomainError, IntakeError, NotFound, RateLimited
 from services.shared.http import install_error_handlers
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
+from services.shared.linkoptions import EXPIRY_CHOICES_S, MAX_VIEWS_CHOICES
 from services.shared.metrics import instrument
 from services.shared.mongo import BlobStore, Doc, database, make_client, ping
 from services.shared.pages import Pages
+from services.shared.ratelimit import RateLimiter
 from services.shared.repos import ImageRepo
 
 log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
+MAX_FIELDS = 20
+MAX_FIELD_BYTES = 16 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -37,6 +47,16 @@ class Ports:
     images: ImageRepo
     blobs: BlobStore
     publisher: Publisher
+    limiter: RateLimiter
+
+
+def upload_limiter(col: Collection[Doc], settings: IngestSettings) -> RateLimiter:
+    return RateLimiter(
+        col,
+        name="upload",
+        limit=settings.upload_rate_limit,
+        window_s=settings.upload_rate_window_s,
+    )
 
 
 def limits_from(settings: IngestSettings) -> IntakeLimits:
@@ -50,7 +70,7 @@ def limits_from(settings: IngestSettings) -> IntakeLimits:
     )
 
 
-async def _read_capped(upload: UploadFile, cap: int) -> bytes:
+async def _read_capped(upload: StarletteUpload, cap: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while chunk := await upload.read(CHUNK):
@@ -61,9 +81,57 @@ async def _read_capped(upload: UploadFile, cap: int) -> bytes:
     return b"".join(parts)
 
 
+async def read_upload(request: Request, cap: int) -> bytes:
+    """Parse the multipart body with tight limits; the client's file name is never used."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise IntakeError(
+            "Send the image as multipart/form-data with a field named 'file'.",
+            code="not_multipart",
+            status=415,
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette reports multipart defects as an HTTPException(400) inside an app.
+        reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        raise IntakeError(
+            f"The upload form could not be read ({reason}).",
+            code="malformed_upload",
+            status=400,
+        ) from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUpload):
+            raise IntakeError(
+                "Send the image as a multipart form field named 'file'.",
+                code="missing_file",
+                status=400,
+            )
+        return await _read_capped(upload, cap)
+    finally:
+        await form.close()
+
+
+UPLOAD_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
 def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     """Build the app. With ``ports`` given (tests), no clients are opened."""
     limits = limits_from(settings)
+    proxies = parse_networks(settings.trusted_proxies.split(","))
     pages = Pages("services.ingest")
     state: dict[str, Ports] = {}
 
@@ -76,7 +144,9 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             images = ImageRepo(db)
             await run_in_threadpool(images.ensure_indexes)
             await run_in_threadpool(ensure_topics_best_effort, settings)
-            state["ports"] = Ports(images, BlobStore(db), KafkaPublisher(settings))
+            limiter = upload_limiter(db["rate_limits"], settings)
+            await run_in_threadpool(limiter.ensure_indexes)
+            state["ports"] = Ports(images, BlobStore(db), KafkaPublisher(settings), limiter)
         else:
             state["ports"] = ports
         task = asyncio.create_task(_republisher(settings, state["ports"]))
@@ -105,22 +175,17 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
 
     instrument(app, "ingest", ready)
 
-    async def take(request: Request, file: UploadFile | None) -> tuple[Accepted, SanitizedImage]:
+    async def take(request: Request) -> tuple[Accepted, SanitizedImage]:
         start = time.perf_counter()
+        p = state["ports"]
         try:
-            if file is None:
-                raise IntakeError(
-                    "Send the image as a multipart form field named 'file'.",
-                    code="missing_file",
-                    status=400,
-                )
-            data = await _read_capped(file, limits.max_bytes)
+            await run_in_threadpool(check_rate, p.limiter, request)
+            data = await read_upload(request, limits.max_bytes)
             image = await run_in_threadpool(sanitize, data, limits)
         except DomainError as exc:
             metrics.UPLOADS.labels("refused", exc.code).inc()
             raise
         trace_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        p = state["ports"]
         accepted = await run_in_threadpool(
             lambda: accept_upload(
                 image,
@@ -138,13 +203,23 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         log.info("upload accepted", extra={"image_id": accepted.image_id, "trace_id": trace_id})
         return accepted, image
 
+    def check_rate(limiter: RateLimiter, request: Request) -> None:
+        peer = request.client.host if request.client else None
+        address = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+        allowance = limiter.hit(client_key(settings.salt(), address, "upload"))
+        if not allowance.allowed:
+            raise RateLimited(
+                "Too many uploads from your connection. Try again later.",
+                retry_after_s=allowance.retry_after_s,
+            )
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> Response:
         return pages.render("index.html", max_mb=limits.max_bytes // (1024 * 1024))
 
-    @app.post("/api/v1/images", status_code=202)
-    async def upload(request: Request, file: UploadFile | None = None) -> JSONResponse:
-        accepted, image = await take(request, file)
+    @app.post("/api/v1/images", status_code=202, openapi_extra=UPLOAD_SCHEMA)
+    async def upload(request: Request) -> JSONResponse:
+        accepted, image = await take(request)
         return JSONResponse(
             {
                 "image_id": accepted.image_id,
@@ -160,11 +235,13 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         )
 
     @app.post("/upload", response_class=HTMLResponse, include_in_schema=False)
-    async def upload_form(request: Request, file: UploadFile | None = None) -> Response:
+    async def upload_form(request: Request) -> Response:
         try:
-            accepted, _ = await take(request, file)
+            accepted, _ = await take(request)
         except DomainError as exc:
-            return pages.render("error.html", exc.status, message=exc.message, code=exc.code)
+            return pages.render(
+                "error.html", exc.status, exc.headers, message=exc.message, code=exc.code
+            )
         return pages.render(
             "uploaded.html",
             202,
@@ -172,6 +249,22 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             owner_token=accepted.owner_token,
             links_url=settings.links_public_url.rstrip("/"),
         )
+
+    @app.get("/api/v1/limits")
+    def get_limits() -> dict[str, Any]:
+        """Every limit an uploader can run into, so clients can check before sending."""
+        return {
+            **asdict(limits),
+            "accepted_types": sorted(accepted_formats()),
+            "upload_rate": {
+                "uploads": settings.upload_rate_limit,
+                "window_s": settings.upload_rate_window_s,
+            },
+            "link_options": {
+                "expires_in_s": list(EXPIRY_CHOICES_S),
+                "max_views": list(MAX_VIEWS_CHOICES),
+            },
+        }
 
     @app.get("/api/v1/images/{image_id}")
     def status(image_id: str) -> dict[str, str]:

@@ -18,3 +18,8 @@ class IngestSettings(HttpServiceSettings):
     republish_interval_s: float = 2.0
     # After this many publish attempts with no verdict, hold the image for a human (fail closed).
     max_publish_attempts: int = 20
+    # Uploads per client (salted hash of the address) per window; 429 with Retry-After beyond.
+    upload_rate_limit: int = 30
+    upload_rate_window_s: int = 600
+    # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""

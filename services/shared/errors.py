@@ -10,6 +10,7 @@ class DomainError(Exception):
 
     status: int = 400
     code: str = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -38,6 +39,15 @@ class IntakeError(DomainError):
 
     status = 422
     code = "corrupt_image"
+
+
+class RateLimited(DomainError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, retry_after=retry_after_s)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class NotFound(DomainError):

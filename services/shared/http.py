@@ -14,6 +14,7 @@ from services.shared.errors import DomainError
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
+    400: ("malformed_request", "The request could not be read."),
     404: ("not_found", "Nothing is here."),
     405: ("method_not_allowed", "This address does not accept that method."),
     413: ("too_large", "The request body is too large."),
@@ -23,7 +24,7 @@ _HTTP_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -21,6 +21,8 @@ class Pages:
             loader=PackageLoader(package, "templates"), autoescape=select_autoescape(["html"])
         )
 
-    def render(self, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    def render(
+        self, name: str, status: int = 200, headers: dict[str, str] | None = None, **ctx: Any
+    ) -> HTMLResponse:
         html = self.env.get_template(name).render(**ctx)
-        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+        return HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})

@@ -55,7 +55,12 @@ class Live:
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     var_dir: Path = tmp_path_factory.mktemp("chatpic-var")
-    stack = Stack(var_dir=var_dir, ports=StackPorts.free())
+    # Many uploads come from 127.0.0.1 in one session; the rate limit has its own test.
+    stack = Stack(
+        var_dir=var_dir,
+        ports=StackPorts.free(),
+        extra_env={"CHATPIC_UPLOAD_RATE_LIMIT": "100000"},
+    )
     stack.start()
     p = stack.ports
     clients = {

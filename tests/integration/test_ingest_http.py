@@ -1,0 +1,106 @@
+"""Ingest's HTTP edge against the real database: limits, rate limiting, hostile multipart."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from services.ingest.app import Ports, create_app, upload_limiter
+from services.ingest.settings import IngestSettings
+from services.shared.kafka import MemoryPublisher
+from services.shared.mongo import BlobStore
+from services.shared.repos import ImageRepo
+from tests.integration.conftest import Live
+
+
+def small_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_limits_are_published(live: Live) -> None:
+    body = live.ingest.get("/api/v1/limits").json()
+    assert body["max_bytes"] == 20 * 1024 * 1024
+    assert body["max_width"] > 0 and body["max_pixels"] > 0
+    assert {"jpeg", "png", "webp"} <= set(body["accepted_types"])
+    assert body["link_options"]["max_views"][0] == 1
+    assert body["upload_rate"]["uploads"] > 0
+
+
+def test_rate_limit_answers_429_with_retry_after_and_stores_no_address(live: Live) -> None:
+    settings = IngestSettings(
+        mongo_uri=f"mongodb://127.0.0.1:{live.stack.ports.mongo}/",
+        upload_rate_limit=2,
+        upload_rate_window_s=600,
+    )
+    publisher = MemoryPublisher()
+    ports = Ports(
+        ImageRepo(live.db),
+        BlobStore(live.db),
+        publisher,
+        upload_limiter(live.db["rate_limits"], settings),
+    )
+    app = create_app(settings, ports)
+    with TestClient(app, client=("198.51.100.77", 40000)) as client:
+        codes = [
+            client.post("/api/v1/images", files={"file": ("a.png", small_png())}).status_code
+            for _ in range(3)
+        ]
+        assert codes == [202, 202, 429]
+        refused = client.post("/api/v1/images", files={"file": ("a.png", small_png())})
+        assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+        assert 0 < int(refused.headers["retry-after"]) <= 600
+        form = client.post("/upload", files={"file": ("a.png", small_png())})
+        assert form.status_code == 429 and "retry-after" in form.headers
+    assert len(publisher.records) == 2  # refused uploads publish nothing
+    for doc in live.db["rate_limits"].find():
+        assert "198.51.100.77" not in str(doc)
+
+
+def test_hostile_multipart_bodies_get_quick_4xx(live: Live) -> None:
+    url = "/api/v1/images"
+    many = {f"f{i}": "" for i in range(10_000)}
+    resp = live.ingest.post(url, data=many, files={"file": ("a.png", small_png())})
+    assert resp.status_code == 400 and resp.json()["code"] == "malformed_upload"
+
+    resp = live.ingest.post(
+        url, data={"note": "x" * 2_000_000}, files={"file": ("a.png", small_png())}
+    )
+    assert resp.status_code == 400 and resp.json()["code"] == "malformed_upload"
+
+    two = [("file", ("a.png", small_png())), ("file", ("b.png", small_png()))]
+    resp = live.ingest.post(url, files=two)
+    assert resp.status_code == 400 and resp.json()["code"] == "malformed_upload"
+
+    resp = live.ingest.post(url, content=small_png(), headers={"content-type": "image/png"})
+    assert resp.status_code == 415 and resp.json()["code"] == "not_multipart"
+
+    resp = live.ingest.post(
+        url,
+        content=b"--x\r\nContent-Disposition: form-data; name=file\r\n\r\nunterminated",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert 400 <= resp.status_code < 500 and resp.json()["code"]
+
+
+def test_client_file_names_are_never_used(live: Live) -> None:
+    names = ["../../tmp/x.png", "/etc/passwd", "..\\\\x.png", "a\x00b\r\n.png", "n" * 300]
+    for name in names:
+        resp = live.ingest.post("/api/v1/images", files={"file": (name, small_png())})
+        assert resp.status_code == 202, (name, resp.text)
+        doc = live.db.images.find_one({"_id": resp.json()["image_id"]})
+        assert doc is not None
+        assert not any(name in str(v) for v in doc.values())
+
+
+def test_unknown_routes_and_methods_get_json_codes(live: Live) -> None:
+    assert live.ingest.get("/nope").json()["code"] == "not_found"
+    resp = live.ingest.put("/api/v1/images")
+    assert resp.status_code == 405 and resp.json()["code"] == "method_not_allowed"
+    resp = live.ingest.get("/api/v1/images/" + "x" * 500)
+    assert resp.status_code == 404 and resp.json()["code"] == "image_not_found"
+    assert isinstance(live.ingest, httpx.Client)
