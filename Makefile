@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint format typecheck check bench clean
+.PHONY: help install run test test-unit test-integration test-browser browser lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -23,14 +23,25 @@ install: $(STAMP) ## Create .venv and install ChatPic with the local broker and 
 run: $(STAMP) ## Start broker, database and all services; prints the URL to open (Ctrl-C stops)
 	$(PY) -m deploy.local.stack
 
-test: $(STAMP) ## Run every test (starts its own broker and database on free ports)
-	$(PY) -m pytest -q -p no:cacheprovider
+test: $(STAMP) browser ## Run every test (starts its own broker, database and services on free ports)
+	CHATPIC_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP) ## Unit tests only (no servers)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 test-integration: $(STAMP) ## Integration and end-to-end tests (real broker, database, model)
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+test-browser: $(STAMP) browser ## Browser tests of the pages (Playwright driving Debian's Chromium)
+	CHATPIC_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider tests/browser
+
+browser: ## Install Debian's Chromium for the browser tests if it is missing (never a downloaded one)
+	@if [ ! -x "$${CHATPIC_CHROMIUM:-/usr/bin/chromium}" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Chromium (Debian package) for the browser tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: install Debian's 'chromium' package (or set CHATPIC_CHROMIUM)"; exit 1; fi; \
+	fi
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check services deploy tests bench

@@ -6,6 +6,7 @@ The broker keeps everything in memory; the database keeps its files under ``var/
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -21,7 +22,16 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
+PR_SET_PDEATHSIG = 1
 SERVICES = ("ingest", "links", "review", "scanner")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the supervisor goes away
+    (closed terminal, kill -9), so no orphaned broker or service keeps the ports."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class StackError(RuntimeError):
@@ -143,7 +153,13 @@ class Stack:
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(out)
         self.procs[name] = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def check_ports(self) -> None:
@@ -295,14 +311,15 @@ def main() -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     print("Starting broker, database and services (logs in var/logs/)...", flush=True)
     try:
         stack.start()
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print(f"See the logs in {var_dir / 'logs'}.", file=sys.stderr)
+        if stack.procs or (var_dir / "logs").exists():
+            print(f"See the logs in {var_dir / 'logs'}.", file=sys.stderr)
         return 1
     p = stack.ports
     print(

@@ -9,11 +9,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pymongo.collection import Collection
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
@@ -30,7 +32,7 @@ from services.shared.http import install_error_handlers
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
 from services.shared.linkoptions import EXPIRY_CHOICES_S, MAX_VIEWS_CHOICES
 from services.shared.metrics import instrument
-from services.shared.mongo import BlobStore, Doc, database, make_client, ping
+from services.shared.mongo import BlobStore, Doc, MongoProbe, database, make_client
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
 from services.shared.repos import ImageRepo
@@ -135,9 +137,12 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     pages = Pages("services.ingest")
     state: dict[str, Ports] = {}
 
+    probes: list[MongoProbe] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = None
+        probes.append(MongoProbe(settings))
         if ports is None:
             client = make_client(settings)
             db = database(client, settings)
@@ -157,6 +162,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             state["ports"].publisher.close()
+            probes.pop().close()
             if client is not None:
                 client.close()
 
@@ -170,10 +176,10 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     )
 
     def ready() -> dict[str, bool]:
-        p = state.get("ports")
-        return {"database": p is not None and ping(p.images.col.database)}
+        return {"database": bool(probes) and probes[0]()}
 
     instrument(app, "ingest", ready)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     async def take(request: Request) -> tuple[Accepted, SanitizedImage]:
         start = time.perf_counter()
@@ -213,9 +219,19 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 retry_after_s=allowance.retry_after_s,
             )
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    choices: dict[str, Any] = {
+        "max_views_choices": MAX_VIEWS_CHOICES,
+        "expiry_choices": EXPIRY_CHOICES_S,
+    }
+    links_url = settings.links_public_url.rstrip("/")
+
+    @app.api_route(
+        "/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
     def index() -> Response:
-        return pages.render("index.html", max_mb=limits.max_bytes // (1024 * 1024))
+        return pages.render(
+            "index.html", max_mb=limits.max_bytes // (1024 * 1024), links_url=links_url, **choices
+        )
 
     @app.post("/api/v1/images", status_code=202, openapi_extra=UPLOAD_SCHEMA)
     async def upload(request: Request) -> JSONResponse:
@@ -247,7 +263,8 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             202,
             image_id=accepted.image_id,
             owner_token=accepted.owner_token,
-            links_url=settings.links_public_url.rstrip("/"),
+            links_url=links_url,
+            **choices,
         )
 
     @app.get("/api/v1/limits")

@@ -9,7 +9,9 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.ingest.metrics import UPLOADS
 from services.shared.errors import IntakeError
+from services.shared.pages import Pages
 
 
 def too_large(cap: int) -> IntakeError:
@@ -29,15 +31,17 @@ class BodyLimit:
         self.cap = cap
         self.allowed = cap + slack
         self.paths = paths
+        self.pages = Pages("services.shared")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        html = b"text/html" in headers.get(b"accept", b"") and not scope["path"].startswith("/api/")
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.allowed:
-            await self._refuse(send)
+            await self._refuse(send, html)
             return
         seen = 0
         refused = False
@@ -51,7 +55,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.allowed:
                     refused = True
-                    await self._refuse(send)
+                    await self._refuse(send, html)
                     return {"type": "http.disconnect"}
             return message
 
@@ -61,14 +65,22 @@ class BodyLimit:
 
         await self.app(scope, counted, guarded_send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(too_large(self.cap).to_dict(), separators=(",", ":")).encode()
+    async def _refuse(self, send: Send, html: bool) -> None:
+        UPLOADS.labels("refused", "too_large").inc()
+        error = too_large(self.cap)
+        if html:
+            page = self.pages.env.get_template("error.html")
+            body = page.render(title="Too large", message=error.message, code=error.code).encode()
+            content_type = b"text/html; charset=utf-8"
+        else:
+            body = json.dumps(error.to_dict(), separators=(",", ":")).encode()
+            content_type = b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],

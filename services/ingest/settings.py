@@ -21,5 +21,3 @@ class IngestSettings(HttpServiceSettings):
     # Uploads per client (salted hash of the address) per window; 429 with Retry-After beyond.
     upload_rate_limit: int = 30
     upload_rate_window_s: int = 600
-    # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
-    trusted_proxies: str = ""

@@ -10,16 +10,19 @@ from typing import Annotated
 from fastapi import FastAPI, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
+from pymongo.collection import Collection
 
 from services.links import domain, metrics
+from services.links.report_routes import report_router
 from services.links.settings import LinksSettings
 from services.shared.errors import DomainError
 from services.shared.http import install_error_handlers
 from services.shared.metrics import instrument
-from services.shared.mongo import BlobStore, database, make_client, ping
+from services.shared.mongo import BlobStore, Doc, MongoProbe, database, make_client
 from services.shared.pages import Pages
-from services.shared.repos import ImageRepo, LinkRepo
+from services.shared.ratelimit import RateLimiter
+from services.shared.repos import ImageRepo, LinkRepo, ReportRepo
 
 IMAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -36,13 +39,21 @@ class Ports:
     images: ImageRepo
     links: LinkRepo
     blobs: BlobStore
+    reports: ReportRepo
+    limiter: RateLimiter
 
 
 class LinkRequest(BaseModel):
     image_id: str = Field(min_length=1, max_length=64)
     owner_token: str = Field(min_length=1, max_length=128)
-    expires_in: int | None = Field(default=None, ge=1)
-    max_views: int | None = Field(default=None, ge=1)
+    expires_in: StrictInt | None = Field(default=None, ge=1)
+    max_views: StrictInt | None = Field(default=None, ge=1)
+
+
+def report_limiter(col: Collection[Doc], settings: LinksSettings) -> RateLimiter:
+    return RateLimiter(
+        col, name="report", limit=settings.report_rate_limit, window_s=settings.report_rate_window_s
+    )
 
 
 def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
@@ -50,20 +61,26 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
     state: dict[str, Ports] = {}
     salt = settings.salt()
 
+    probes: list[MongoProbe] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = None
+        probes.append(MongoProbe(settings))
         if ports is None:
             client = make_client(settings)
             db = database(client, settings)
             links = LinkRepo(db)
             await run_in_threadpool(links.ensure_indexes)
-            state["ports"] = Ports(ImageRepo(db), links, BlobStore(db))
+            limiter = report_limiter(db["rate_limits"], settings)
+            await run_in_threadpool(limiter.ensure_indexes)
+            state["ports"] = Ports(ImageRepo(db), links, BlobStore(db), ReportRepo(db), limiter)
         else:
             state["ports"] = ports
         try:
             yield
         finally:
+            probes.pop().close()
             if client is not None:
                 client.close()
 
@@ -72,12 +89,18 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
     instrument(
         app,
         "links",
-        lambda: {"database": "ports" in state and ping(state["ports"].images.col.database)},
+        lambda: {"database": bool(probes) and probes[0]()},
     )
 
     def new_link(req: LinkRequest) -> domain.CreatedLink:
         expires_in = req.expires_in or settings.default_expires_in_s
         max_views = req.max_views or settings.default_max_views
+        if expires_in < settings.min_expires_in_s:
+            raise DomainError(
+                "The expiry is shorter than allowed.",
+                code="expires_in_too_short",
+                limit=settings.min_expires_in_s,
+            )
         if expires_in > settings.max_expires_in_s:
             raise DomainError(
                 "The expiry is longer than allowed.",
@@ -157,7 +180,6 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             "share.html",
             view=view,
             token=token,
-            review_url=settings.review_public_url.rstrip("/"),
         )
 
     @app.post("/s/{token}/reveal")
@@ -179,4 +201,9 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         headers = {**IMAGE_HEADERS, "X-Views-Left": str(served.views_left)}
         return Response(served.data, media_type=served.content_type, headers=headers)
 
+    def report_repos() -> tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter]:
+        p = state["ports"]
+        return p.images, p.links, p.reports, p.limiter
+
+    app.include_router(report_router(settings, pages, report_repos))
     return app

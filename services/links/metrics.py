@@ -13,4 +13,5 @@ REVEALS = Counter(
     "Reveal attempts by outcome (granted or refusal code).",
     ["outcome"],
 )
+REPORTS = Counter("chatpic_links_reports_total", "User reports filed, by reason.", ["reason"])
 BYTES_SERVED = Counter("chatpic_links_bytes_served_total", "Image bytes served to viewers.")

@@ -1,43 +1,35 @@
-"""Review HTTP transport: public report intake, the first-cut queue page, hash-bank API.
+"""Review HTTP transport: the first-cut queue page and the hash-bank API.
 
-Reviewer login is not built yet: the service binds to 127.0.0.1 only (see README)."""
+Reports are filed on the public services (share pages) and land here. Reviewer login is not
+built yet: this service binds to 127.0.0.1 only and must never be exposed (see README)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import FastAPI, Form
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from services.review import domain, metrics
 from services.review.settings import ReviewSettings
-from services.shared.errors import DomainError, NotFound
+from services.shared.errors import NotFound
 from services.shared.http import install_error_handlers
 from services.shared.metrics import instrument
-from services.shared.mongo import database, make_client, ping
+from services.shared.mongo import MongoProbe, database, make_client
 from services.shared.pages import Pages
-from services.shared.repos import BankRepo, ImageRepo, LinkRepo, ReportRepo
+from services.shared.repos import BankRepo, ImageRepo, ReportRepo
 from services.shared.status import ImageStatus
 
 
 @dataclass
 class Ports:
     images: ImageRepo
-    links: LinkRepo
     reports: ReportRepo
     banks: BankRepo
-
-
-class ReportRequest(BaseModel):
-    reason: domain.ReportReason
-    details: str = Field(default="", max_length=1000)
-    image_id: str | None = Field(default=None, max_length=64)
-    link_token: str | None = Field(default=None, max_length=128)
 
 
 class BankEntryRequest(BaseModel):
@@ -50,15 +42,17 @@ class BankEntryRequest(BaseModel):
 def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
     pages = Pages("services.review")
     state: dict[str, Ports] = {}
-    salt = settings.salt()
+
+    probes: list[MongoProbe] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = None
+        probes.append(MongoProbe(settings))
         if ports is None:
             client = make_client(settings)
             db = database(client, settings)
-            p = Ports(ImageRepo(db), LinkRepo(db), ReportRepo(db), BankRepo(db))
+            p = Ports(ImageRepo(db), ReportRepo(db), BankRepo(db))
             await run_in_threadpool(p.reports.ensure_indexes)
             await run_in_threadpool(p.banks.ensure_indexes)
             state["ports"] = p
@@ -67,6 +61,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
         try:
             yield
         finally:
+            probes.pop().close()
             if client is not None:
                 client.close()
 
@@ -75,42 +70,8 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
     instrument(
         app,
         "review",
-        lambda: {"database": "ports" in state and ping(state["ports"].images.col.database)},
+        lambda: {"database": bool(probes) and probes[0]()},
     )
-
-    def report(req: ReportRequest) -> str:
-        p = state["ports"]
-        report_id = domain.file_report(
-            reports=p.reports,
-            images=p.images,
-            links=p.links,
-            salt=salt,
-            reason=req.reason,
-            details=req.details,
-            image_id=req.image_id,
-            link_token=req.link_token,
-        )
-        metrics.REPORTS.labels(req.reason.value).inc()
-        return report_id
-
-    @app.post("/api/v1/reports", status_code=201)
-    async def create_report(req: ReportRequest) -> dict[str, str]:
-        if not req.image_id and not req.link_token:
-            raise DomainError("Say which image: image_id or link_token.", code="missing_target")
-        return {"report_id": await run_in_threadpool(report, req), "status": "open"}
-
-    @app.post("/report", response_class=HTMLResponse, include_in_schema=False)
-    async def report_form(
-        link_token: Annotated[str, Form(max_length=128)],
-        reason: Annotated[domain.ReportReason, Form()],
-        details: Annotated[str, Form(max_length=1000)] = "",
-    ) -> Response:
-        req = ReportRequest(reason=reason, details=details, link_token=link_token)
-        try:
-            await run_in_threadpool(report, req)
-        except DomainError as exc:
-            return pages.render("message.html", exc.status, message=exc.message)
-        return pages.render("message.html", 201, message="Thank you. A moderator will look at it.")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def queue() -> Response:

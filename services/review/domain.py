@@ -1,59 +1,16 @@
-"""Reports and hash-bank entries. Plain functions over repositories."""
+"""Hash-bank entries. Plain functions over repositories."""
 
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 
-from services.shared.errors import DomainError, NotFound
-from services.shared.repos import BankRepo, ImageRepo, LinkRepo, ReportRepo
-from services.shared.tokens import new_id, token_hash
-
-
-class ReportReason(StrEnum):
-    SEXUAL_CONTENT = "sexual_content"
-    MINOR_SAFETY = "minor_safety"
-    NON_CONSENSUAL = "non_consensual"
-    VIOLENCE = "violence"
-    HARASSMENT = "harassment"
-    SPAM = "spam"
-    OTHER = "other"
-
+from services.shared.errors import DomainError
+from services.shared.repos import BankRepo
+from services.shared.tokens import new_id
 
 SIGNAL_TYPES = {"phash": 16}  # signal type -> hex length
 _HEX = re.compile(r"^[0-9a-f]+$")
 _BANK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-def file_report(
-    *,
-    reports: ReportRepo,
-    images: ImageRepo,
-    links: LinkRepo,
-    salt: bytes,
-    reason: ReportReason,
-    details: str,
-    image_id: str | None = None,
-    link_token: str | None = None,
-) -> str:
-    if link_token:
-        link = links.get(token_hash(salt, link_token))
-        if link is None:
-            raise NotFound("No link matches this report.", code="link_not_found")
-        image_id = str(link["image_id"])
-    if not image_id or images.get(image_id) is None:
-        raise NotFound("No image matches this report.", code="image_not_found")
-    report_id = new_id()
-    reports.insert(
-        {
-            "_id": report_id,
-            "image_id": image_id,
-            "reason": reason.value,
-            "details": details[:1000],
-            "priority": 0 if reason is ReportReason.MINOR_SAFETY else 1,
-        }
-    )
-    return report_id
 
 
 def add_bank_entry(

@@ -15,7 +15,7 @@ from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED
 from services.shared.kafka import KafkaPublisher, ensure_topics_best_effort, make_consumer
 from services.shared.logs import configure_logging
-from services.shared.mongo import BlobStore, database, make_client, ping
+from services.shared.mongo import BlobStore, MongoProbe, database, make_client
 from services.shared.repos import BankRepo, ImageRepo
 
 log = logging.getLogger("services.scanner")
@@ -31,10 +31,11 @@ def main() -> None:
     client = make_client(settings)
     db = database(client, settings)
     state = {"model": False, "consuming": False}
+    probe = MongoProbe(settings)
     server = serve(
         settings.metrics_host,
         settings.metrics_port,
-        lambda: {"database": ping(db), "model": state["model"], "consumer": state["consuming"]},
+        lambda: {"database": probe(), "model": state["model"], "consumer": state["consuming"]},
     )
     card = default_card()
     model = NsfwModel(card, threads=settings.model_threads)
@@ -64,6 +65,7 @@ def main() -> None:
         consumer.close(autocommit=False)
         publisher.close()
         server.shutdown()
+        probe.close()
         client.close()
         log.info("scanner stopped")
 

@@ -38,5 +38,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # library warnings become JSON lines too
     for noisy in ("kafka", "pymongo", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -9,6 +10,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
+
+access_log = logging.getLogger("chatpic.access")
+QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
 
 HTTP_REQUESTS = Counter(
     "chatpic_http_requests_total",
@@ -24,7 +28,7 @@ HTTP_LATENCY = Histogram(
 HTTP_IN_FLIGHT = Gauge("chatpic_http_in_flight_requests", "Requests being served.", ["service"])
 
 
-def _route_template(request: Request) -> str:
+def route_template(request: Request) -> str:
     for route in request.app.router.routes:
         match, _ = route.matches(request.scope)
         if match == Match.FULL:
@@ -39,7 +43,7 @@ def instrument(app: FastAPI, service: str, ready: Callable[[], dict[str, bool]])
     async def _red(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        route = _route_template(request)
+        route = route_template(request)
         start = time.perf_counter()
         HTTP_IN_FLIGHT.labels(service).inc()
         status = "5xx"
@@ -48,9 +52,22 @@ def instrument(app: FastAPI, service: str, ready: Callable[[], dict[str, bool]])
             status = f"{response.status_code // 100}xx"
             return response
         finally:
+            elapsed = time.perf_counter() - start
             HTTP_IN_FLIGHT.labels(service).dec()
             HTTP_REQUESTS.labels(service, route, request.method, status).inc()
-            HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - start)
+            HTTP_LATENCY.labels(service, route).observe(elapsed)
+            if route not in QUIET_ROUTES:
+                # The route template, never the raw path (it may carry a token); no address.
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "route": route,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 1),
+                        "request_id": request.headers.get("x-request-id", "")[:64],
+                    },
+                )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -13,7 +13,7 @@ from services.ingest.settings import IngestSettings
 from services.shared.kafka import MemoryPublisher
 from services.shared.mongo import BlobStore
 from services.shared.repos import ImageRepo
-from tests.integration.conftest import Live
+from tests.live import Live
 
 
 def small_png() -> bytes:

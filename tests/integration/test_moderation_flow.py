@@ -22,7 +22,7 @@ from services.shared.mongo import BlobStore
 from services.shared.repos import ImageRepo
 from services.shared.settings import CommonSettings
 from services.shared.tokens import token_hash
-from tests.integration.conftest import Live
+from tests.live import Live
 from tests.unit.corpus import corpus_path
 
 UPLOADS = "chatpic.image.uploaded"
@@ -146,8 +146,12 @@ def test_bad_files_are_refused_and_nothing_is_published(live: Live) -> None:
         assert body["code"] == code and body["message"], name
     html = live.upload(b"<html><script>alert(1)</script></html>", "x.png")
     assert html.status_code == 415 and html.json()["code"] == "unsupported_type"
-    missing = live.ingest.post("/api/v1/images", data={"nothing": "here"})
+    missing = live.ingest.post("/api/v1/images", files={"other": ("a.jpg", b"x")})
     assert missing.status_code == 400 and missing.json()["code"] == "missing_file"
+    as_text = live.ingest.post("/api/v1/images", files={"file": (None, "text, not a file")})
+    assert as_text.status_code == 400 and as_text.json()["code"] == "missing_file"
+    not_form = live.ingest.post("/api/v1/images", data={"nothing": "here"})
+    assert not_form.status_code == 415 and not_form.json()["code"] == "not_multipart"
 
     assert live.db.images.count_documents({}) == before_docs
     assert end_offsets(live, UPLOADS) == before_offsets

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.integration.conftest import Live
+from tests.live import Live
 from tests.unit.corpus import corpus_path
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
@@ -57,30 +57,44 @@ def test_upload_share_reveal_and_report_with_plain_forms(live: Live) -> None:
     assert again.status_code == 410 and again.headers["content-type"].startswith("text/html")
     assert "used up" in again.text
 
-    report = live.review.post(
-        "/report", data={"link_token": token, "reason": "harassment", "details": "not ok"}
+    assert f'action="/s/{token}/report"' in share.text
+    report = live.links.post(
+        f"/s/{token}/report", data={"reason": "harassment", "details": "not ok"}, headers=HTML
     )
-    assert report.status_code == 201
+    assert report.status_code == 201 and "Thank you" in report.text
     stored = live.db.reports.find_one({"image_id": image_id})
     assert stored and stored["reason"] == "harassment" and stored["state"] == "open"
-    assert token not in str(stored)
+    assert token not in str(stored) and len(stored["reporter"]) == 32
+    assert "127.0.0.1" not in str(stored)
     queue = live.review.get("/")
     assert image_id in queue.text
 
 
 def test_upload_form_shows_a_readable_error(live: Live) -> None:
-    page = live.ingest.post("/upload", files={"file": ("x.jpg", b"GIF89a broken")})
+    broken = corpus_path("truncated_jpeg.jpg").read_bytes()
+    page = live.ingest.post("/upload", files={"file": ("x.jpg", broken)})
     assert page.status_code == 422
     assert "text/html" in page.headers["content-type"] and "corrupt_image" in page.text
 
 
 def test_report_api_validates_input(live: Live) -> None:
-    bad = live.review.post("/api/v1/reports", json={"reason": "boredom", "image_id": "x"})
+    bad = live.links.post("/api/v1/reports", json={"reason": "boredom", "image_id": "x"})
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_request"
-    none = live.review.post("/api/v1/reports", json={"reason": "spam"})
+    none = live.links.post("/api/v1/reports", json={"reason": "spam"})
     assert none.status_code == 400 and none.json()["code"] == "missing_target"
-    unknown = live.review.post("/api/v1/reports", json={"reason": "spam", "image_id": "nope"})
+    unknown = live.links.post("/api/v1/reports", json={"reason": "spam", "image_id": "nope"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "image_not_found"
+    nolink = live.links.post("/api/v1/reports", json={"reason": "spam", "link_token": "zz"})
+    assert nolink.status_code == 404 and nolink.json()["code"] == "link_not_found"
+    form = live.links.post("/s/zz/report", data={"reason": "bogus"}, headers=HTML)
+    assert form.status_code == 422 and "text/html" in form.headers["content-type"]
+    assert "invalid_request" in form.text
+
+
+def test_review_console_has_no_public_report_intake(live: Live) -> None:
+    for path in ("/api/v1/reports", "/report"):
+        resp = live.review.post(path, json={"reason": "spam", "image_id": "x"})
+        assert resp.status_code in (404, 405)
 
 
 def test_bank_api_refuses_malformed_entries(live: Live) -> None:

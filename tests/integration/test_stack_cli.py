@@ -122,3 +122,35 @@ def test_a_bad_port_setting_is_refused(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2 and "CHATPIC_MONGO_PORT" in result.stderr
+
+
+def test_children_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    """A closed terminal or kill -9 of `make run` must not leave the broker or services behind."""
+    ports = StackPorts.free()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.local.stack"],
+        cwd=ROOT,
+        env=stack_env(ports, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{ports.scanner}/readyz", timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        kids = children_of(proc.pid)
+        assert len(kids) == 6
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while any(alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [k for k in kids if alive(k)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -7,7 +7,7 @@ import time
 
 from PIL import Image
 
-from tests.integration.conftest import Live
+from tests.live import Live
 from tests.unit.corpus import corpus_path
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -80,6 +80,10 @@ def test_camera_photo_becomes_a_one_view_link(live: Live) -> None:
     assert live.links.get(f"/s/{token}").status_code == 410
     assert live.db.links.find_one({"link_id": link["link_id"]})["views"] == 1
 
+    logs = live.full_logs()
+    assert '"route": "/s/{token}/reveal"' in logs  # requests are logged, by route template
+    assert token not in logs and owner_token not in logs
+
 
 def test_unknown_link_and_wrong_owner_token(live: Live) -> None:
     assert live.links.post("/s/not-a-real-token/reveal").status_code == 404
@@ -113,6 +117,9 @@ def test_link_expires_on_time_and_options_are_validated(live: Live) -> None:
         ({"expires_in": -5}, "invalid_request"),
         ({"expires_in": 10**9}, "expires_in_too_long"),
         ({"max_views": "many"}, "invalid_request"),
+        ({"max_views": True}, "invalid_request"),
+        ({"max_views": "5"}, "invalid_request"),
+        ({"expires_in": 0}, "invalid_request"),
     ]:
         resp = live.links.post("/api/v1/links", json={**base, **bad})
         assert 400 <= resp.status_code < 500 and resp.json()["code"] == code, (bad, resp.text)

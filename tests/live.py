@@ -1,4 +1,4 @@
-"""Integration fixtures: one real broker, database and set of services per test session."""
+"""The live stack fixture: one real broker, database and set of services per test session."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ class Live:
             time.sleep(0.2)
         raise AssertionError(f"image {image_id} still {status} after {timeout} s")
 
+    def full_logs(self) -> str:
+        paths = sorted((self.stack.var_dir / "logs").glob("*.log"))
+        return "\n".join(p.read_text(errors="replace") for p in paths)
+
     def logs(self) -> str:
         out = []
         for path in sorted((self.stack.var_dir / "logs").glob("*.log")):
@@ -59,7 +63,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     stack = Stack(
         var_dir=var_dir,
         ports=StackPorts.free(),
-        extra_env={"CHATPIC_UPLOAD_RATE_LIMIT": "100000"},
+        extra_env={"CHATPIC_UPLOAD_RATE_LIMIT": "100000", "CHATPIC_MIN_EXPIRES_IN_S": "1"},
     )
     stack.start()
     p = stack.ports
