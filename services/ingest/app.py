@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,30 +16,25 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pymongo.collection import Collection
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from pymongo.database import Database
 
 from services.ingest import metrics
-from services.ingest.bodylimit import BodyLimit, too_large
+from services.ingest.bodylimit import BodyLimit
 from services.ingest.intake import IntakeLimits, SanitizedImage, accepted_formats, sanitize
+from services.ingest.multipart import UPLOAD_SCHEMA, read_upload
 from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, republish_due
 from services.shared.clients import client_address, client_key, parse_networks
-from services.shared.errors import DomainError, IntakeError, NotFound, RateLimited
-from services.shared.http import install_error_handlers
+from services.shared.errors import DomainError, NotFound, RateLimited
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
 from services.shared.linkoptions import EXPIRY_CHOICES_S, MAX_VIEWS_CHOICES
-from services.shared.metrics import instrument
-from services.shared.mongo import BlobStore, Doc, MongoProbe, database, make_client
+from services.shared.mongo import BlobStore, Doc
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
 from services.shared.repos import ImageRepo
+from services.shared.service import Service, create_service_app
 
 log = logging.getLogger(__name__)
-CHUNK = 256 * 1024
-MAX_FIELDS = 20
-MAX_FIELD_BYTES = 16 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -72,62 +66,20 @@ def limits_from(settings: IngestSettings) -> IntakeLimits:
     )
 
 
-async def _read_capped(upload: StarletteUpload, cap: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    while chunk := await upload.read(CHUNK):
-        total += len(chunk)
-        if total > cap:
-            raise too_large(cap)
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def read_upload(request: Request, cap: int) -> bytes:
-    """Parse the multipart body with tight limits; the client's file name is never used."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise IntakeError(
-            "Send the image as multipart/form-data with a field named 'file'.",
-            code="not_multipart",
-            status=415,
+def ports_opener(settings: IngestSettings) -> Callable[[Database[Doc]], Ports]:
+    def open_ports(db: Database[Doc]) -> Ports:
+        ports = Ports(
+            ImageRepo(db),
+            BlobStore(db),
+            KafkaPublisher(settings),
+            upload_limiter(db["rate_limits"], settings),
         )
-    try:
-        form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
-    except (MultiPartException, HTTPException) as exc:
-        # Starlette reports multipart defects as an HTTPException(400) inside an app.
-        reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
-        raise IntakeError(
-            f"The upload form could not be read ({reason}).",
-            code="malformed_upload",
-            status=400,
-        ) from exc
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, StarletteUpload):
-            raise IntakeError(
-                "Send the image as a multipart form field named 'file'.",
-                code="missing_file",
-                status=400,
-            )
-        return await _read_capped(upload, cap)
-    finally:
-        await form.close()
+        ports.images.ensure_indexes()
+        ports.limiter.ensure_indexes()
+        ensure_topics_best_effort(settings)
+        return ports
 
-
-UPLOAD_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
+    return open_ports
 
 
 def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
@@ -135,55 +87,31 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     limits = limits_from(settings)
     proxies = parse_networks(settings.trusted_proxies.split(","))
     pages = Pages("services.ingest")
-    state: dict[str, Ports] = {}
+    service: Service[Ports] = Service()
 
-    probes: list[MongoProbe] = []
+    def body_limit(app: FastAPI) -> None:
+        app.add_middleware(
+            BodyLimit,
+            cap=limits.max_bytes,
+            slack=MULTIPART_OVERHEAD,
+            paths=frozenset({"/api/v1/images", "/upload"}),
+        )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = None
-        probes.append(MongoProbe(settings))
-        if ports is None:
-            client = make_client(settings)
-            db = database(client, settings)
-            images = ImageRepo(db)
-            await run_in_threadpool(images.ensure_indexes)
-            await run_in_threadpool(ensure_topics_best_effort, settings)
-            limiter = upload_limiter(db["rate_limits"], settings)
-            await run_in_threadpool(limiter.ensure_indexes)
-            state["ports"] = Ports(images, BlobStore(db), KafkaPublisher(settings), limiter)
-        else:
-            state["ports"] = ports
-        task = asyncio.create_task(_republisher(settings, state["ports"]))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            state["ports"].publisher.close()
-            probes.pop().close()
-            if client is not None:
-                client.close()
-
-    app = FastAPI(title="ChatPic ingest", version="1", lifespan=lifespan)
-    install_error_handlers(app)
-    app.add_middleware(
-        BodyLimit,
-        cap=limits.max_bytes,
-        slack=MULTIPART_OVERHEAD,
-        paths=frozenset({"/api/v1/images", "/upload"}),
+    app = create_service_app(
+        name="ingest",
+        settings=settings,
+        service=service,
+        open_ports=ports_opener(settings),
+        given=ports,
+        background=lambda p: _republisher(settings, p),
+        close_ports=lambda p: p.publisher.close(),
+        inner_middleware=body_limit,
     )
-
-    def ready() -> dict[str, bool]:
-        return {"database": bool(probes) and probes[0]()}
-
-    instrument(app, "ingest", ready)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     async def take(request: Request) -> tuple[Accepted, SanitizedImage]:
         start = time.perf_counter()
-        p = state["ports"]
+        p = service.ports
         try:
             await run_in_threadpool(check_rate, p.limiter, request)
             data = await read_upload(request, limits.max_bytes)
@@ -285,7 +213,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
 
     @app.get("/api/v1/images/{image_id}")
     def status(image_id: str) -> dict[str, str]:
-        doc: Doc | None = state["ports"].images.get(image_id) if len(image_id) <= 64 else None
+        doc: Doc | None = service.ports.images.get(image_id) if len(image_id) <= 64 else None
         if doc is None:
             raise NotFound("No image has this id.", code="image_not_found")
         return {"image_id": image_id, "status": str(doc["status"])}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,17 +11,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field, StrictInt
 from pymongo.collection import Collection
+from pymongo.database import Database
 
 from services.links import domain, metrics
 from services.links.report_routes import report_router
 from services.links.settings import LinksSettings
 from services.shared.errors import DomainError
-from services.shared.http import install_error_handlers
-from services.shared.metrics import instrument
-from services.shared.mongo import BlobStore, Doc, MongoProbe, database, make_client
+from services.shared.mongo import BlobStore, Doc
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
 from services.shared.repos import ImageRepo, LinkRepo, ReportRepo
+from services.shared.service import Service, create_service_app
 
 IMAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -56,40 +55,32 @@ def report_limiter(col: Collection[Doc], settings: LinksSettings) -> RateLimiter
     )
 
 
+def ports_opener(settings: LinksSettings) -> Callable[[Database[Doc]], Ports]:
+    def open_ports(db: Database[Doc]) -> Ports:
+        ports = Ports(
+            ImageRepo(db),
+            LinkRepo(db),
+            BlobStore(db),
+            ReportRepo(db),
+            report_limiter(db["rate_limits"], settings),
+        )
+        ports.links.ensure_indexes()
+        ports.limiter.ensure_indexes()
+        return ports
+
+    return open_ports
+
+
 def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
     pages = Pages("services.links")
-    state: dict[str, Ports] = {}
     salt = settings.salt()
-
-    probes: list[MongoProbe] = []
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = None
-        probes.append(MongoProbe(settings))
-        if ports is None:
-            client = make_client(settings)
-            db = database(client, settings)
-            links = LinkRepo(db)
-            await run_in_threadpool(links.ensure_indexes)
-            limiter = report_limiter(db["rate_limits"], settings)
-            await run_in_threadpool(limiter.ensure_indexes)
-            state["ports"] = Ports(ImageRepo(db), links, BlobStore(db), ReportRepo(db), limiter)
-        else:
-            state["ports"] = ports
-        try:
-            yield
-        finally:
-            probes.pop().close()
-            if client is not None:
-                client.close()
-
-    app = FastAPI(title="ChatPic links", version="1", lifespan=lifespan)
-    install_error_handlers(app)
-    instrument(
-        app,
-        "links",
-        lambda: {"database": bool(probes) and probes[0]()},
+    service: Service[Ports] = Service()
+    app = create_service_app(
+        name="links",
+        settings=settings,
+        service=service,
+        open_ports=ports_opener(settings),
+        given=ports,
     )
 
     def new_link(req: LinkRequest) -> domain.CreatedLink:
@@ -111,7 +102,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             raise DomainError(
                 "Too many views requested.", code="max_views_too_high", limit=settings.max_max_views
             )
-        p = state["ports"]
+        p = service.ports
         try:
             created = domain.create_link(
                 images=p.images,
@@ -169,7 +160,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         "/s/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
     )
     async def share_page(token: str) -> Response:
-        p = state["ports"]
+        p = service.ports
         try:
             view = await run_in_threadpool(
                 lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
@@ -184,7 +175,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
 
     @app.post("/s/{token}/reveal")
     async def reveal(token: str, request: Request) -> Response:
-        p = state["ports"]
+        p = service.ports
         try:
             served = await run_in_threadpool(
                 lambda: domain.reveal(
@@ -202,7 +193,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         return Response(served.data, media_type=served.content_type, headers=headers)
 
     def report_repos() -> tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter]:
-        p = state["ports"]
+        p = service.ports
         return p.images, p.links, p.reports, p.limiter
 
     app.include_router(report_router(settings, pages, report_repos))

@@ -5,23 +5,21 @@ built yet: this service binds to 127.0.0.1 only and must never be exposed (see R
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
+from pymongo.database import Database
 
 from services.review import domain, metrics
 from services.review.settings import ReviewSettings
 from services.shared.errors import NotFound
-from services.shared.http import install_error_handlers
-from services.shared.metrics import instrument
-from services.shared.mongo import MongoProbe, database, make_client
+from services.shared.mongo import Doc
 from services.shared.pages import Pages
 from services.shared.repos import BankRepo, ImageRepo, ReportRepo
+from services.shared.service import Service, create_service_app
 from services.shared.status import ImageStatus
 
 
@@ -39,50 +37,30 @@ class BankEntryRequest(BaseModel):
     source: str = Field(default="manual", max_length=200)
 
 
+def open_ports(db: Database[Doc]) -> Ports:
+    ports = Ports(ImageRepo(db), ReportRepo(db), BankRepo(db))
+    ports.reports.ensure_indexes()
+    ports.banks.ensure_indexes()
+    return ports
+
+
 def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
     pages = Pages("services.review")
-    state: dict[str, Ports] = {}
-
-    probes: list[MongoProbe] = []
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = None
-        probes.append(MongoProbe(settings))
-        if ports is None:
-            client = make_client(settings)
-            db = database(client, settings)
-            p = Ports(ImageRepo(db), ReportRepo(db), BankRepo(db))
-            await run_in_threadpool(p.reports.ensure_indexes)
-            await run_in_threadpool(p.banks.ensure_indexes)
-            state["ports"] = p
-        else:
-            state["ports"] = ports
-        try:
-            yield
-        finally:
-            probes.pop().close()
-            if client is not None:
-                client.close()
-
-    app = FastAPI(title="ChatPic review", version="1", lifespan=lifespan)
-    install_error_handlers(app)
-    instrument(
-        app,
-        "review",
-        lambda: {"database": bool(probes) and probes[0]()},
+    service: Service[Ports] = Service()
+    app = create_service_app(
+        name="review", settings=settings, service=service, open_ports=open_ports, given=ports
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def queue() -> Response:
-        p = state["ports"]
+        p = service.ports
         open_reports = await run_in_threadpool(p.reports.open_reports)
         held = await run_in_threadpool(lambda: p.images.list_by_status(ImageStatus.REVIEW))
         return pages.render("queue.html", reports=open_reports, held=held)
 
     @app.post("/api/v1/banks/{bank}/entries", status_code=201)
     async def add_entry(bank: str, req: BankEntryRequest) -> dict[str, str]:
-        p = state["ports"]
+        p = service.ports
         entry_id = await run_in_threadpool(
             lambda: domain.add_bank_entry(
                 banks=p.banks,
@@ -98,7 +76,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
 
     @app.get("/api/v1/banks/entries")
     async def list_entries() -> list[dict[str, object]]:
-        p = state["ports"]
+        p = service.ports
         docs = await run_in_threadpool(p.banks.entries)
         return [
             {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in d.items()}
@@ -107,7 +85,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
 
     @app.delete("/api/v1/banks/entries/{entry_id}", status_code=204)
     async def remove_entry(entry_id: str) -> Response:
-        p = state["ports"]
+        p = service.ports
         if not await run_in_threadpool(p.banks.remove, entry_id):
             raise NotFound("No bank entry has this id.", code="entry_not_found")
         metrics.BANK_CHANGES.labels("removed").inc()
