@@ -61,8 +61,11 @@ def limits_from(settings: IngestSettings) -> IntakeLimits:
         max_width=settings.max_width,
         max_height=settings.max_height,
         max_pixels=settings.max_pixels,
+        max_frames=settings.max_frames,
+        max_total_pixels=settings.max_total_pixels,
         max_long_edge=settings.max_long_edge,
         jpeg_quality=settings.jpeg_quality,
+        webp_quality=settings.webp_quality,
     )
 
 
@@ -114,8 +117,8 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         p = service.ports
         try:
             await run_in_threadpool(check_rate, p.limiter, request)
-            data = await read_upload(request, limits.max_bytes)
-            image = await run_in_threadpool(sanitize, data, limits)
+            upload = await read_upload(request, limits.max_bytes)
+            image = await run_in_threadpool(sanitize, upload.data, limits, upload.watermark)
         except DomainError as exc:
             metrics.UPLOADS.labels("refused", exc.code).inc()
             raise
@@ -131,7 +134,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             )
         )
         metrics.UPLOADS.labels("accepted", "").inc()
-        metrics.BYTES_IN.inc(len(data))
+        metrics.BYTES_IN.inc(len(upload.data))
         metrics.BYTES_OUT.inc(len(image.data))
         metrics.PROCESSING.observe(time.perf_counter() - start)
         log.info("upload accepted", extra={"image_id": accepted.image_id, "trace_id": trace_id})
@@ -173,6 +176,8 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 "content_type": image.content_type,
                 "width": image.width,
                 "height": image.height,
+                "animated": image.animated,
+                "frames": image.frames,
             },
             status_code=202,
             headers={"Cache-Control": "no-store"},

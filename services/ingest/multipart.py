@@ -3,6 +3,7 @@ The client's file name is never used for anything."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -29,7 +30,13 @@ async def _read_capped(upload: StarletteUpload, cap: int) -> bytes:
     return b"".join(parts)
 
 
-async def read_upload(request: Request, cap: int) -> bytes:
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    watermark: str | None  # optional text to draw on the served image
+
+
+async def read_upload(request: Request, cap: int) -> Upload:
     """Parse the multipart body with tight limits; the client's file name is never used."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise IntakeError(
@@ -55,7 +62,10 @@ async def read_upload(request: Request, cap: int) -> bytes:
                 code="missing_file",
                 status=400,
             )
-        return await _read_capped(upload, cap)
+        watermark = form.get("watermark")
+        if watermark is not None and not isinstance(watermark, str):
+            raise IntakeError("The watermark must be text.", code="invalid_watermark", status=400)
+        return Upload(await _read_capped(upload, cap), watermark.strip() if watermark else None)
     finally:
         await form.close()
 
@@ -68,7 +78,10 @@ UPLOAD_SCHEMA: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "watermark": {"type": "string", "maxLength": 40},
+                    },
                 }
             }
         },

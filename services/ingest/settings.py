@@ -11,8 +11,11 @@ class IngestSettings(HttpServiceSettings):
     max_width: int = 12000
     max_height: int = 12000
     max_pixels: int = 50_000_000
+    max_frames: int = 300
+    max_total_pixels: int = 500_000_000
     max_long_edge: int = 2048
     jpeg_quality: int = 82
+    webp_quality: int = 80
     # Re-publish a pending image whose record may have been lost after this many seconds.
     republish_after_s: float = 30.0
     republish_interval_s: float = 2.0

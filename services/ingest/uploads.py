@@ -51,6 +51,8 @@ def accept_upload(
             "size": len(image.data),
             "width": image.width,
             "height": image.height,
+            "animated": image.animated,
+            "frames": image.frames,
             "owner_token_hash": token_hash(salt, owner_token),
             "trace_id": trace_id,
         }

@@ -53,7 +53,7 @@ def main() -> None:
             blocked=settings.blocked_threshold,
             hash_max_distance=settings.hash_max_distance,
         ),
-        max_frames=settings.max_frames,
+        max_frames=settings.scan_frames,
     )
     ensure_topics_best_effort(settings)
     consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])

@@ -13,7 +13,7 @@ class ScannerSettings(CommonSettings):
     review_threshold: float = 0.45
     blocked_threshold: float = 0.8
     hash_max_distance: int = 8
-    max_frames: int = 4
+    scan_frames: int = 4  # frames of an animation that are scored (the worst counts)
     # Attempts at one record before it goes to the dead-letter topic (transient errors).
     max_attempts: int = 5
     retry_backoff_s: float = 1.0

@@ -6,7 +6,7 @@ import io
 
 import httpx
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageChops
 
 from services.ingest.app import Ports, create_app, upload_limiter
 from services.ingest.settings import IngestSettings
@@ -14,6 +14,7 @@ from services.shared.kafka import MemoryPublisher
 from services.shared.mongo import BlobStore
 from services.shared.repos import ImageRepo
 from tests.live import Live
+from tests.unit.corpus import corpus_path
 
 
 def small_png() -> bytes:
@@ -104,3 +105,41 @@ def test_unknown_routes_and_methods_get_json_codes(live: Live) -> None:
     resp = live.ingest.get("/api/v1/images/" + "x" * 500)
     assert resp.status_code == 404 and resp.json()["code"] == "image_not_found"
     assert isinstance(live.ingest, httpx.Client)
+
+
+def test_watermark_is_drawn_on_the_served_image_only(live: Live) -> None:
+    photo = (corpus_path("Landscape_0.jpg")).read_bytes()
+    plain = live.upload(photo).json()
+    marked = live.ingest.post(
+        "/api/v1/images", files={"file": ("p.jpg", photo)}, data={"watermark": "@chatpic"}
+    ).json()
+    blobs = BlobStore(live.db)
+
+    def pixels(image_id: str) -> Image.Image:
+        doc = live.db.images.find_one({"_id": image_id})
+        return Image.open(io.BytesIO(blobs.get(doc["blob_id"]))).convert("L")
+
+    a, b = pixels(plain["image_id"]), pixels(marked["image_id"])
+    assert a.size == b.size
+    w, h = a.size
+    corner = (w * 3 // 4, h * 7 // 8, w, h)
+    top_left = (0, 0, w // 4, h // 8)
+    diff_corner = ImageChops.difference(a.crop(corner), b.crop(corner)).getbbox()
+    diff_top = ImageChops.difference(a.crop(top_left), b.crop(top_left)).getextrema()
+    assert diff_corner is not None  # the mark is there, bottom-right
+    assert diff_top[1] <= 8  # and nowhere near the top-left
+
+    bad = live.ingest.post(
+        "/api/v1/images", files={"file": ("p.jpg", photo)}, data={"watermark": "x" * 41}
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_watermark"
+
+
+def test_animation_is_kept_and_scanned(live: Live) -> None:
+    resp = live.upload(corpus_path("iss634.gif").read_bytes(), "anim.gif")
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["content_type"] == "image/webp" and body["animated"] and body["frames"] > 1
+    assert live.wait_status(body["image_id"]) in ("cleared", "review")
+    verdict = live.db.images.find_one({"_id": body["image_id"]})["verdict"]
+    assert verdict["frames"] > 1  # more than the first frame was looked at

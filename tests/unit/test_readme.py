@@ -29,3 +29,17 @@ def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
 
 def test_readme_shows_the_two_commands() -> None:
     assert "make run" in README and "make test" in README
+
+
+def test_no_two_services_read_one_variable_for_different_things() -> None:
+    """Every service reads the same environment; a shared name must mean the same setting."""
+    from services.shared.settings import HttpServiceSettings
+
+    common = set(HttpServiceSettings.model_fields)
+    own = [
+        set(s.model_fields) - common
+        for s in (IngestSettings, LinksSettings, ReviewSettings, ScannerSettings)
+    ]
+    for i, a in enumerate(own):
+        for b in own[i + 1 :]:
+            assert not a & b, f"settings read by two services: {a & b}"

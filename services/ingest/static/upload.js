@@ -236,6 +236,8 @@
     say("Uploading…");
     var body = new FormData();
     body.append("file", file, file.name || "pasted-image");
+    var mark = form.querySelector('input[name="watermark"]');
+    if (mark && mark.value.trim()) { body.append("watermark", mark.value.trim()); }
     var viaApi = Boolean(linksUrl);
     xhr = new XMLHttpRequest();
     xhr.open("POST", viaApi ? "/api/v1/images" : form.action);
