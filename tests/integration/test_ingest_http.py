@@ -62,7 +62,7 @@ def test_rate_limit_answers_429_with_retry_after_and_stores_no_address(live: Liv
         assert "198.51.100.77" not in str(doc)
 
 
-def test_hostile_multipart_bodies_get_quick_4xx(live: Live) -> None:
+def test_C15_hostile_multipart_bodies_get_quick_4xx(live: Live) -> None:
     url = "/api/v1/images"
     many = {f"f{i}": "" for i in range(10_000)}
     resp = live.ingest.post(url, data=many, files={"file": ("a.png", small_png())})
@@ -88,7 +88,7 @@ def test_hostile_multipart_bodies_get_quick_4xx(live: Live) -> None:
     assert 400 <= resp.status_code < 500 and resp.json()["code"]
 
 
-def test_client_file_names_are_never_used(live: Live) -> None:
+def test_C16_client_file_names_are_never_used(live: Live) -> None:
     names = ["../../tmp/x.png", "/etc/passwd", "..\\\\x.png", "a\x00b\r\n.png", "n" * 300]
     for name in names:
         resp = live.ingest.post("/api/v1/images", files={"file": (name, small_png())})

@@ -157,7 +157,7 @@ def test_bad_files_are_refused_and_nothing_is_published(live: Live) -> None:
     assert end_offsets(live, UPLOADS) == before_offsets
 
 
-def test_undecodable_records_go_to_the_dead_letter_topic(live: Live) -> None:
+def test_C21_undecodable_records_go_to_the_dead_letter_topic(live: Live) -> None:
     producer = KafkaProducer(bootstrap_servers=live.bootstrap)
     marker = uuid.uuid4().hex
     producer.send(UPLOADS, key=marker.encode(), value=b"{not json")
@@ -240,7 +240,7 @@ def test_upload_accepted_while_broker_unreachable_is_republished(live: Live) -> 
     assert live.wait_status(accepted.image_id, timeout=30) == "cleared"
 
 
-def test_oversized_uploads_are_refused_early(live: Live) -> None:
+def test_C14_oversized_uploads_are_refused_early(live: Live) -> None:
     """Declared too large: 413 before the body is read. Chunked and too large: cut off."""
     import socket
 
