@@ -166,7 +166,12 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
             )
         except DomainError as exc:
-            return pages.render("gone.html", exc.status, error=exc)
+            # An ended link can still be reported: a one-view link is used up by the very
+            # viewing that shows the recipient what they may need to report.
+            reportable = exc.code in ("used_up", "expired", "revoked", "removed")
+            return pages.render(
+                "gone.html", exc.status, error=exc, token=token if reportable else None
+            )
         return pages.render(
             "share.html",
             view=view,

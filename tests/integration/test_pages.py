@@ -58,6 +58,8 @@ def test_upload_share_reveal_and_report_with_plain_forms(live: Live) -> None:
     assert "used up" in again.text
 
     assert f'action="/s/{token}/report"' in share.text
+    ended = live.links.get(f"/s/{token}", headers=HTML)  # used up, and still reportable
+    assert ended.status_code == 410 and f'action="/s/{token}/report"' in ended.text
     report = live.links.post(
         f"/s/{token}/report", data={"reason": "harassment", "details": "not ok"}, headers=HTML
     )
