@@ -237,6 +237,7 @@ async def _republisher(settings: IngestSettings, ports: Ports) -> None:
                     publisher=ports.publisher,
                     older_than_s=settings.republish_after_s,
                     max_attempts=settings.max_publish_attempts,
+                    retry_after_s=max(5.0, settings.republish_interval_s),
                 )
             )
         except Exception:

@@ -19,7 +19,8 @@ class IngestSettings(HttpServiceSettings):
     # Re-publish a pending image whose record may have been lost after this many seconds.
     republish_after_s: float = 30.0
     republish_interval_s: float = 2.0
-    # After this many publish attempts with no verdict, hold the image for a human (fail closed).
+    # After this many acknowledged publishes with no verdict, hold the image for a human (fail
+    # closed). Publishes the broker refused (an outage) do not count.
     max_publish_attempts: int = 20
     # Uploads per client (salted hash of the address) per window; 429 with Retry-After beyond.
     upload_rate_limit: int = 30

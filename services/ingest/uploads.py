@@ -99,11 +99,15 @@ def republish_due(
     publisher: Publisher,
     older_than_s: float,
     max_attempts: int,
+    retry_after_s: float = 5.0,
     limit: int = 100,
 ) -> int:
-    """One pass of the re-publisher. Returns how many records went out."""
+    """One pass of the re-publisher. Returns how many records went out.
+
+    Only acknowledged publishes count toward ``max_attempts`` (an image the scanner keeps
+    failing on goes to a human); a broker outage, however long, sends nobody to review."""
     sent = 0
-    for doc in images.due_for_publish(older_than_s, limit):
+    for doc in images.due_for_publish(older_than_s, retry_after_s, limit):
         if doc.get("publish", {}).get("attempts", 0) >= max_attempts:
             images.record_verdict(
                 doc["_id"],

@@ -26,7 +26,10 @@ class ImageRepo:
 
     def insert_pending(self, doc: Doc) -> None:
         doc = {**doc, "status": ImageStatus.PENDING.value, "created_at": now()}
-        doc.setdefault("publish", {"attempts": 0, "last_at": None, "published_at": None})
+        # attempts: acknowledged publishes; failures: publishes the broker did not take.
+        doc.setdefault(
+            "publish", {"attempts": 0, "failures": 0, "last_at": None, "published_at": None}
+        )
         self.col.insert_one(doc)
 
     def get(self, image_id: str) -> Doc | None:
@@ -44,20 +47,34 @@ class ImageRepo:
 
     def mark_publish_failed(self, image_id: str) -> None:
         self.col.update_one(
-            {"_id": image_id}, {"$set": {"publish.last_at": now()}, "$inc": {"publish.attempts": 1}}
+            {"_id": image_id}, {"$set": {"publish.last_at": now()}, "$inc": {"publish.failures": 1}}
         )
 
-    def due_for_publish(self, older_than_s: float, limit: int) -> list[Doc]:
-        """Pending images never published, or published long enough ago that the record may
-        have been lost (the local broker forgets everything when it restarts)."""
-        cutoff = now() - timedelta(seconds=older_than_s)
-        never = {"status": ImageStatus.PENDING.value, "publish.published_at": None}
-        stale = {"status": ImageStatus.PENDING.value, "publish.last_at": {"$lt": cutoff}}
-        out: list[Doc] = list(self.col.find(never).limit(limit))
-        if len(out) < limit:
-            seen = {d["_id"] for d in out}
-            out += [d for d in self.col.find(stale).limit(limit) if d["_id"] not in seen]
-        return out[:limit]
+    def due_for_publish(
+        self, republish_after_s: float, retry_after_s: float, limit: int
+    ) -> list[Doc]:
+        """Pending images to (re)announce: never acknowledged by the broker (a failed publish, or
+        a crash between storing and publishing) and not tried for ``retry_after_s``; or
+        acknowledged ``republish_after_s`` ago with still no verdict (the record may be lost:
+        the local broker forgets everything when it restarts)."""
+        pending = ImageStatus.PENDING.value
+        retry = now() - timedelta(seconds=retry_after_s)
+        stale = now() - timedelta(seconds=republish_after_s)
+        queries: list[dict[str, Any]] = [
+            {"status": pending, "publish.published_at": None, "publish.last_at": {"$lt": retry}},
+            {
+                "status": pending,
+                "publish.published_at": None,
+                "publish.last_at": None,
+                "created_at": {"$lt": retry},
+            },
+            {"status": pending, "publish.published_at": {"$lt": stale}},
+        ]
+        out: dict[str, Doc] = {}
+        for query in queries:
+            for doc in self.col.find(query).limit(limit):
+                out.setdefault(doc["_id"], doc)
+        return list(out.values())[:limit]
 
     def record_verdict(self, image_id: str, status: ImageStatus, verdict: Doc) -> bool:
         """Pending → verdict, once. False if the image already has a verdict (idempotent)."""

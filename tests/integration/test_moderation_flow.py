@@ -228,15 +228,27 @@ def test_upload_accepted_while_broker_unreachable_is_republished(live: Live) -> 
     assert not accepted.published
     doc = images.get(accepted.image_id)
     assert doc is not None and doc["status"] == "pending"
-    assert doc["publish"]["published_at"] is None and doc["publish"]["attempts"] == 1
+    assert doc["publish"]["published_at"] is None and doc["publish"]["failures"] == 1
+    assert doc["publish"]["attempts"] == 0
+
+    # A long outage: many refused publishes never send the image to review.
+    for _ in range(30):
+        republish_due(
+            images=images, publisher=down, older_than_s=30, max_attempts=20, retry_after_s=0
+        )
+    doc = images.get(accepted.image_id)
+    assert doc is not None and doc["status"] == "pending" and doc["publish"]["attempts"] == 0
 
     # The running ingest's re-publisher (every 2 s) picks it up; we also run one pass here
     # with a real publisher to show the function alone does it.
     publisher = KafkaPublisher(settings)
     try:
-        republish_due(images=images, publisher=publisher, older_than_s=30, max_attempts=20)
+        sent = republish_due(
+            images=images, publisher=publisher, older_than_s=30, max_attempts=20, retry_after_s=0
+        )
     finally:
         publisher.close()
+    assert sent >= 1
     assert live.wait_status(accepted.image_id, timeout=30) == "cleared"
 
 
