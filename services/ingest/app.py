@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -23,7 +24,7 @@ from services.ingest.bodylimit import BodyLimit
 from services.ingest.intake import IntakeLimits, SanitizedImage, accepted_formats, sanitize
 from services.ingest.multipart import UPLOAD_SCHEMA, read_upload
 from services.ingest.settings import IngestSettings
-from services.ingest.uploads import Accepted, accept_upload, republish_due
+from services.ingest.uploads import Accepted, accept_upload, relay_pending
 from services.shared.clients import client_address, client_key, parse_networks
 from services.shared.errors import DomainError, NotFound, RateLimited
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
@@ -91,6 +92,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     proxies = parse_networks(settings.trusted_proxies.split(","))
     pages = Pages("services.ingest")
     service: Service[Ports] = Service()
+    relay_wake = asyncio.Event()
 
     def body_limit(app: FastAPI) -> None:
         app.add_middleware(
@@ -106,7 +108,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         service=service,
         open_ports=ports_opener(settings),
         given=ports,
-        background=lambda p: _republisher(settings, p),
+        background=lambda p: _relay(settings, p, relay_wake),
         close_ports=lambda p: p.publisher.close(),
         inner_middleware=body_limit,
     )
@@ -128,11 +130,11 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 image,
                 images=p.images,
                 blobs=p.blobs,
-                publisher=p.publisher,
                 salt=settings.salt(),
                 trace_id=trace_id[:64],
             )
         )
+        relay_wake.set()  # announce it now, outside the request
         metrics.UPLOADS.labels("accepted", "").inc()
         metrics.BYTES_IN.inc(len(upload.data))
         metrics.BYTES_OUT.inc(len(image.data))
@@ -226,13 +228,15 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     return app
 
 
-async def _republisher(settings: IngestSettings, ports: Ports) -> None:
-    """Outbox loop: anything still pending whose record may be lost is published again."""
+async def _relay(settings: IngestSettings, ports: Ports, wake: asyncio.Event) -> None:
+    """Outbox relay: woken by each upload, and every few seconds for retries and re-announces."""
     while True:
-        await asyncio.sleep(settings.republish_interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=settings.republish_interval_s)
+        wake.clear()
         try:
             await run_in_threadpool(
-                lambda: republish_due(
+                lambda: relay_pending(
                     images=ports.images,
                     publisher=ports.publisher,
                     older_than_s=settings.republish_after_s,
@@ -241,4 +245,4 @@ async def _republisher(settings: IngestSettings, ports: Ports) -> None:
                 )
             )
         except Exception:
-            log.exception("re-publisher pass failed; will retry")
+            log.exception("outbox relay pass failed; will retry")

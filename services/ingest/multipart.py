@@ -10,6 +10,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from services.ingest.bodylimit import too_large
 from services.shared.errors import IntakeError
@@ -37,7 +38,19 @@ class Upload:
 
 
 async def read_upload(request: Request, cap: int) -> Upload:
-    """Parse the multipart body with tight limits; the client's file name is never used."""
+    """Parse the multipart body with tight limits; the client's file name is never used.
+    A client that goes away mid-upload (a cancel, a lost phone signal) is a 4xx, not an error."""
+    try:
+        return await _read_upload(request, cap)
+    except ClientDisconnect as exc:
+        raise IntakeError(
+            "The upload was interrupted before it finished.",
+            code="upload_interrupted",
+            status=400,
+        ) from exc
+
+
+async def _read_upload(request: Request, cap: int) -> Upload:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise IntakeError(
             "Send the image as multipart/form-data with a field named 'file'.",

@@ -1,4 +1,6 @@
-"""What happens to an accepted upload: store it, remember it is pending, announce it.
+"""What happens to an accepted upload: store it and remember it is pending (the outbox), then
+the relay announces it on Kafka. The request never waits for the broker, so uploads stay fast
+and are never lost while the broker is down.
 
 Plain functions over ports (repositories, blob store, publisher): no HTTP here."""
 
@@ -23,7 +25,6 @@ log = logging.getLogger(__name__)
 class Accepted:
     image_id: str
     owner_token: str
-    published: bool
 
 
 def accept_upload(
@@ -31,11 +32,10 @@ def accept_upload(
     *,
     images: ImageRepo,
     blobs: BlobStore,
-    publisher: Publisher,
     salt: bytes,
     trace_id: str = "",
 ) -> Accepted:
-    """Durably store first; publishing is best effort (the re-publisher retries)."""
+    """Store the bytes and a pending image document; the relay publishes it."""
     image_id = new_id()
     owner_token = new_token()
     blob_id = blobs.put(image.data, image.content_type)
@@ -57,15 +57,7 @@ def accept_upload(
             "trace_id": trace_id,
         }
     )
-    published = publish_uploaded(
-        image_id,
-        image.content_type,
-        len(image.data),
-        images=images,
-        publisher=publisher,
-        trace_id=trace_id,
-    )
-    return Accepted(image_id=image_id, owner_token=owner_token, published=published)
+    return Accepted(image_id=image_id, owner_token=owner_token)
 
 
 def publish_uploaded(
@@ -93,7 +85,7 @@ def publish_uploaded(
     return True
 
 
-def republish_due(
+def relay_pending(
     *,
     images: ImageRepo,
     publisher: Publisher,
@@ -102,7 +94,8 @@ def republish_due(
     retry_after_s: float = 5.0,
     limit: int = 100,
 ) -> int:
-    """One pass of the re-publisher. Returns how many records went out.
+    """One pass of the outbox relay: publish new uploads, retry refused publishes, re-announce
+    images whose record may have been lost. Returns how many records went out.
 
     Only acknowledged publishes count toward ``max_attempts`` (an image the scanner keeps
     failing on goes to a human); a broker outage, however long, sends nobody to review."""
@@ -118,6 +111,8 @@ def republish_due(
                 "no verdict after many publishes; held for review", extra={"image_id": doc["_id"]}
             )
             continue
+        if not images.claim_for_publish(doc["_id"], doc.get("publish", {}).get("last_at")):
+            continue  # another ingest process is publishing it
         if publish_uploaded(
             doc["_id"],
             doc["content_type"],

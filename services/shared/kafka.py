@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +41,10 @@ class KafkaPublisher:
         self._timeout = settings.kafka_publish_timeout_s
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        # After a failure, fail fast for a while instead of making every caller wait for the
+        # full timeout (uploads stay quick during a broker outage; the re-publisher retries).
+        self._cooldown_s = max(1.0, self._timeout)
+        self._down_until = 0.0
 
     def _client(self) -> KafkaProducer:
         with self._lock:
@@ -63,11 +68,26 @@ class KafkaPublisher:
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
         name = topic_name(self._settings.topic_prefix, topic)
+        if time.monotonic() < self._down_until:
+            raise PublishError(f"publish to {name} skipped: broker unreachable moments ago")
         try:
             future = self._client().send(name, key=key, value=value, headers=headers)
             future.get(timeout=self._timeout)
         except (KafkaError, OSError) as exc:
+            self._down_until = time.monotonic() + self._cooldown_s
+            # A producer that lost its broker can be left in a fatal state (e.g. its producer
+            # id is unknown to a broker that restarted empty): start afresh next time.
+            self._discard()
             raise PublishError(f"publish to {name} failed: {type(exc).__name__}") from exc
+
+    def _discard(self) -> None:
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:
+                log.debug("closing a failed producer raised", exc_info=True)
 
     def close(self) -> None:
         with self._lock:

@@ -45,6 +45,14 @@ class ImageRepo:
             },
         )
 
+    def claim_for_publish(self, image_id: str, last_at: datetime | None) -> bool:
+        """Several ingest processes may relay at once: only the one whose conditional update
+        moves ``last_at`` from the value it read publishes this round."""
+        res = self.col.update_one(
+            {"_id": image_id, "publish.last_at": last_at}, {"$set": {"publish.last_at": now()}}
+        )
+        return res.modified_count == 1
+
     def mark_publish_failed(self, image_id: str) -> None:
         self.col.update_one(
             {"_id": image_id}, {"$set": {"publish.last_at": now()}, "$inc": {"publish.failures": 1}}
@@ -53,21 +61,15 @@ class ImageRepo:
     def due_for_publish(
         self, republish_after_s: float, retry_after_s: float, limit: int
     ) -> list[Doc]:
-        """Pending images to (re)announce: never acknowledged by the broker (a failed publish, or
-        a crash between storing and publishing) and not tried for ``retry_after_s``; or
-        acknowledged ``republish_after_s`` ago with still no verdict (the record may be lost:
-        the local broker forgets everything when it restarts)."""
+        """Pending images to announce: never tried (new uploads, first); refused by the broker
+        and not tried for ``retry_after_s``; or acknowledged ``republish_after_s`` ago with
+        still no verdict (the record may be lost: the local broker forgets everything)."""
         pending = ImageStatus.PENDING.value
         retry = now() - timedelta(seconds=retry_after_s)
         stale = now() - timedelta(seconds=republish_after_s)
         queries: list[dict[str, Any]] = [
+            {"status": pending, "publish.published_at": None, "publish.last_at": None},
             {"status": pending, "publish.published_at": None, "publish.last_at": {"$lt": retry}},
-            {
-                "status": pending,
-                "publish.published_at": None,
-                "publish.last_at": None,
-                "created_at": {"$lt": retry},
-            },
             {"status": pending, "publish.published_at": {"$lt": stale}},
         ]
         out: dict[str, Doc] = {}

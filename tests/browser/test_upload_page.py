@@ -165,8 +165,10 @@ def test_without_javascript_the_plain_forms_make_a_link(
     page.goto(urls["ingest"] + "/")
     expect(page.locator("#file")).to_be_visible()  # the native control, not the styled one
     expect(page.locator("#options")).to_be_hidden()  # chosen on the next page instead
+    expect(page.get_by_label("Watermark (optional)")).to_be_visible()  # travels with the upload
     shot(page, shots, "nojs-1-index")
     page.set_input_files("#file", str(corpus_path(PHOTO)))
+    page.get_by_label("Watermark (optional)").fill("@nojs")
     page.get_by_role("button", name="Upload photo").click()
 
     assert page.url == urls["ingest"] + "/upload"

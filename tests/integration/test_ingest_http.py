@@ -143,3 +143,35 @@ def test_animation_is_kept_and_scanned(live: Live) -> None:
     assert live.wait_status(body["image_id"]) in ("cleared", "review")
     verdict = live.db.images.find_one({"_id": body["image_id"]})["verdict"]
     assert verdict["frames"] > 1  # more than the first frame was looked at
+
+
+def test_a_cancelled_upload_is_a_quiet_client_abort(live: Live) -> None:
+    """A phone that cancels (or loses signal) mid-upload: no traceback, no 5xx, counted."""
+    import socket
+    import time
+
+    series = 'chatpic_ingest_uploads_total{code="upload_interrupted",outcome="refused"}'
+
+    def count() -> float:
+        for line in live.ingest.get("/metrics").text.splitlines():
+            if line.startswith(series):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count()
+    head = (
+        b"--b\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n"
+        b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8\xff" + b"\0" * 5000
+    )
+    with socket.create_connection(("127.0.0.1", live.stack.ports.ingest), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/images HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 900000\r\n\r\n" + head
+        )
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while count() == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert count() == before + 1
+    assert "ClientDisconnect" not in live.full_logs()

@@ -13,14 +13,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from PIL import Image
 
 from services.ingest.intake import IntakeLimits, sanitize
-from services.ingest.uploads import accept_upload, republish_due
+from services.ingest.uploads import accept_upload, relay_pending
 from services.scanner.hashing import phash_hex
 from services.scanner.imaging import load_normalized
-from services.shared.events import IMAGE_UPLOADED, ImageUploaded, encode, make_envelope
-from services.shared.kafka import KafkaPublisher, MemoryPublisher
+from services.shared.events import IMAGE_UPLOADED, ImageUploaded, decode, encode, make_envelope
+from services.shared.kafka import MemoryPublisher
 from services.shared.mongo import BlobStore
 from services.shared.repos import ImageRepo
-from services.shared.settings import CommonSettings
 from services.shared.tokens import token_hash
 from tests.live import Live
 from tests.unit.corpus import corpus_path
@@ -100,24 +99,24 @@ def test_no_bytes_for_any_status_but_cleared_even_with_a_forged_link(
     """Fail closed at reveal time: a link document alone never releases bytes."""
     salt = live.stack.salt().encode()
     image = sanitize(corpus_path("hopper.webp").read_bytes(), IntakeLimits())
-    accepted = accept_upload(
-        image,
-        images=ImageRepo(live.db),
-        blobs=BlobStore(live.db),
-        publisher=MemoryPublisher(fail=True),
-        salt=salt,
-    )
     far = datetime.now(UTC) + timedelta(days=1)
-    live.db.images.update_one(
-        {"_id": accepted.image_id},
-        {"$set": {"status": status, "publish.last_at": far, "publish.published_at": far}},
+    image_id = uuid.uuid4().hex
+    live.db.images.insert_one(  # written directly: no relay or scanner ever touches it
+        {
+            "_id": image_id,
+            "status": status,
+            "blob_id": BlobStore(live.db).put(image.data, image.content_type),
+            "content_type": image.content_type,
+            "created_at": datetime.now(UTC),
+            "publish": {"last_at": far, "published_at": far},
+        }
     )
     token = "forged-" + uuid.uuid4().hex
     live.db.links.insert_one(
         {
             "_id": token_hash(salt, token),
             "link_id": uuid.uuid4().hex,
-            "image_id": accepted.image_id,
+            "image_id": image_id,
             "expires_at": far,
             "max_views": 5,
             "remaining": 5,
@@ -214,41 +213,51 @@ def test_redelivered_record_does_not_change_the_verdict(live: Live) -> None:
     assert "chatpic_scanner_duplicates_total" in live.scanner.get("/metrics").text
 
 
-def test_upload_accepted_while_broker_unreachable_is_republished(live: Live) -> None:
-    settings = CommonSettings(
-        kafka_bootstrap=live.bootstrap, topic_prefix="chatpic.", mongo_db="chatpic"
-    )
-    images = ImageRepo(live.db)
-    blobs = BlobStore(live.db)
+def test_outbox_relay_retries_refused_publishes_without_giving_up(live: Live) -> None:
+    """Against a database of its own (the running services never see it)."""
+    db = live.mongo["chatpic_relay_test"]
+    images = ImageRepo(db)
     image = sanitize(corpus_path("Landscape_1.jpg").read_bytes(), IntakeLimits())
-    down = MemoryPublisher(fail=True)
     accepted = accept_upload(
-        image, images=images, blobs=blobs, publisher=down, salt=live.stack.salt().encode()
+        image, images=images, blobs=BlobStore(db), salt=live.stack.salt().encode()
     )
-    assert not accepted.published
     doc = images.get(accepted.image_id)
     assert doc is not None and doc["status"] == "pending"
-    assert doc["publish"]["published_at"] is None and doc["publish"]["failures"] == 1
-    assert doc["publish"]["attempts"] == 0
+    assert doc["publish"] == {"attempts": 0, "failures": 0, "last_at": None, "published_at": None}
 
-    # A long outage: many refused publishes never send the image to review.
+    # A long outage: every pass is refused, nothing is lost, nobody is sent to review.
+    down = MemoryPublisher(fail=True)
     for _ in range(30):
-        republish_due(
+        relay_pending(
             images=images, publisher=down, older_than_s=30, max_attempts=20, retry_after_s=0
         )
     doc = images.get(accepted.image_id)
-    assert doc is not None and doc["status"] == "pending" and doc["publish"]["attempts"] == 0
+    assert doc is not None and doc["status"] == "pending"
+    assert doc["publish"]["failures"] == 30 and doc["publish"]["attempts"] == 0
 
-    # The running ingest's re-publisher (every 2 s) picks it up; we also run one pass here
-    # with a real publisher to show the function alone does it.
-    publisher = KafkaPublisher(settings)
-    try:
-        sent = republish_due(
-            images=images, publisher=publisher, older_than_s=30, max_attempts=20, retry_after_s=0
+    # Back: the next pass announces it once, with a valid envelope keyed by the image id.
+    up = MemoryPublisher()
+    sent = relay_pending(
+        images=images, publisher=up, older_than_s=30, max_attempts=20, retry_after_s=0
+    )
+    assert sent == 1 and len(up.records) == 1
+    topic, key, value = up.records[0]
+    assert topic == IMAGE_UPLOADED.topic and key == accepted.image_id.encode()
+    assert decode(value, IMAGE_UPLOADED).payload.image_id == accepted.image_id
+    assert (
+        relay_pending(
+            images=images, publisher=up, older_than_s=30, max_attempts=20, retry_after_s=0
         )
-    finally:
-        publisher.close()
-    assert sent >= 1
+        == 0
+    )  # acknowledged: not again until it is stale
+    live.mongo.drop_database("chatpic_relay_test")
+
+
+def test_a_stored_upload_is_announced_without_any_request_waiting(live: Live) -> None:
+    """An image stored with no publish at all (a crash right after the insert) is picked up by
+    the running ingest's relay and scanned."""
+    image = sanitize(corpus_path("Landscape_2.jpg").read_bytes(), IntakeLimits())
+    accepted = accept_upload(image, images=ImageRepo(live.db), blobs=BlobStore(live.db), salt=b"x")
     assert live.wait_status(accepted.image_id, timeout=30) == "cleared"
 
 

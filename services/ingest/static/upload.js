@@ -166,6 +166,7 @@
     busy = on;
     pick.hidden = on;
     options.hidden = on;
+    $("watermark-field").hidden = on;
     go.hidden = on;
     progressView.hidden = !on;
     actions.hidden = !on;
@@ -246,6 +247,8 @@
       if (e.lengthComputable && e.total) { setProgress(e.loaded / e.total); }
     };
     xhr.upload.onload = function () {
+      // Every byte is with us now: cancelling could no longer take the photo back.
+      cancelBtn.hidden = true;
       setProgress(1);
       say("Uploaded", "Removing location and camera data…");
     };
