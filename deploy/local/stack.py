@@ -116,6 +116,7 @@ class Stack:
     var_dir: Path
     ports: StackPorts = field(default_factory=StackPorts)
     scanners: int = 1
+    scanner_ports: dict[int, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -163,11 +164,9 @@ class Stack:
         )
 
     def check_ports(self) -> None:
-        taken = [
-            f"{n} ({getattr(self.ports, n)})"
-            for n in self.ports.__dataclass_fields__
-            if port_in_use(getattr(self.ports, n))
-        ]
+        wanted = [(n, getattr(self.ports, n)) for n in self.ports.__dataclass_fields__]
+        wanted += [(f"scanner-{i}", self.ports.scanner + i) for i in range(1, self.scanners)]
+        taken = [f"{name} ({port})" for name, port in wanted if port_in_use(port)]
         if taken:
             raise StackError(
                 "These ports are already in use: " + ", ".join(taken) + ". Stop what uses them "
@@ -237,10 +236,14 @@ class Stack:
                     raise StackError(f"could not create topics: {exc}") from exc
                 time.sleep(0.5)
 
-    def start_service(self, name: str, index: int = 0) -> str:
+    def start_service(self, name: str, index: int = 0, metrics_port: int | None = None) -> str:
+        """Start one service process. Scanner ``index`` N serves its metrics on
+        ``ports.scanner + N`` unless ``metrics_port`` says otherwise."""
         env = self.service_env()
         if name == "scanner":
-            env["CHATPIC_METRICS_PORT"] = str(self.ports.scanner + index)
+            port = metrics_port if metrics_port is not None else self.ports.scanner + index
+            self.scanner_ports[index] = port
+            env["CHATPIC_METRICS_PORT"] = str(port)
             key = f"scanner-{index}" if index else "scanner"
         else:
             env["CHATPIC_PORT"] = str(getattr(self.ports, name))
@@ -251,7 +254,7 @@ class Stack:
     def ready_url(self, key: str) -> str:
         if key.startswith("scanner"):
             index = int(key.split("-")[1]) if "-" in key else 0
-            return f"http://127.0.0.1:{self.ports.scanner + index}/readyz"
+            return f"http://127.0.0.1:{self.scanner_ports[index]}/readyz"
         return f"http://127.0.0.1:{getattr(self.ports, key)}/readyz"
 
     def start_services(self) -> None:
@@ -303,7 +306,12 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     var_dir = Path(os.environ.get("CHATPIC_VAR_DIR", ROOT / "var"))
-    scanners = int(os.environ.get("CHATPIC_SCANNERS", "1"))
+    # One scanner process per core by default: they share the work as one consumer group.
+    scanners_env = os.environ.get("CHATPIC_SCANNERS", str(os.cpu_count() or 1))
+    if not scanners_env.isdigit() or not 1 <= int(scanners_env) <= 64:
+        print(f"error: CHATPIC_SCANNERS must be 1..64, not {scanners_env!r}", file=sys.stderr)
+        return 2
+    scanners = int(scanners_env)
     stack = Stack(var_dir=var_dir, ports=ports, scanners=scanners)
     stopping = False
 
@@ -327,7 +335,7 @@ def main() -> int:
         f"  Open:            http://127.0.0.1:{p.ingest}/\n"
         f"  Review console:  http://127.0.0.1:{p.review}/  (loopback only)\n"
         f"  Metrics:         http://127.0.0.1:{p.ingest}/metrics, :{p.links}, :{p.review}, "
-        f":{p.scanner} (scanner)\n"
+        f":{p.scanner}-{p.scanner + stack.scanners - 1} ({stack.scanners} scanners)\n"
         "Press Ctrl-C to stop.",
         flush=True,
     )

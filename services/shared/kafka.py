@@ -136,7 +136,7 @@ def make_consumer(settings: CommonSettings, group_id: str, topics: list[str]) ->
     return consumer
 
 
-def ensure_topics(settings: CommonSettings, partitions: int = 3, replication: int = 1) -> None:
+def ensure_topics(settings: CommonSettings, partitions: int = 6, replication: int = 1) -> None:
     """Create the registry's topics if they are missing (idempotent)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="chatpic-admin")
     try:

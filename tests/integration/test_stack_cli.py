@@ -41,6 +41,7 @@ def alive(pid: int) -> bool:
 def stack_env(ports: StackPorts, var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATPIC_")}
     env["CHATPIC_VAR_DIR"] = str(var_dir)
+    env["CHATPIC_SCANNERS"] = "1"
     for name in ports.__dataclass_fields__:
         env[f"CHATPIC_{name.upper()}_PORT"] = str(getattr(ports, name))
     return env
