@@ -59,7 +59,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
         return pages.render("queue.html", reports=open_reports, held=held)
 
     @app.post("/api/v1/banks/{bank}/entries", status_code=201)
-    async def add_entry(bank: str, req: BankEntryRequest) -> dict[str, str]:
+    async def add_entry(bank: str, req: BankEntryRequest) -> dict[str, object]:
         p = service.ports
         entry_id = await run_in_threadpool(
             lambda: domain.add_bank_entry(
@@ -72,7 +72,19 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
             )
         )
         metrics.BANK_CHANGES.labels("added").inc()
-        return {"entry_id": entry_id, "bank": bank}
+        taken_down: list[str] = []
+        if req.signal_type == "phash":
+            taken_down = await run_in_threadpool(
+                lambda: domain.retroactive_takedown(
+                    images=p.images,
+                    bank=bank,
+                    entry_id=entry_id,
+                    hash_value=req.hash.strip().lower(),
+                    max_distance=settings.hash_max_distance,
+                )
+            )
+            metrics.TAKEDOWNS.inc(len(taken_down))
+        return {"entry_id": entry_id, "bank": bank, "taken_down": taken_down}
 
     @app.get("/api/v1/banks/entries")
     async def list_entries() -> list[dict[str, object]]:

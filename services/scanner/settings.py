@@ -12,7 +12,6 @@ class ScannerSettings(CommonSettings):
     model_threads: int = 1
     review_threshold: float = 0.45
     blocked_threshold: float = 0.8
-    hash_max_distance: int = 8
     scan_frames: int = 4  # frames of an animation that are scored (the worst counts)
     # Attempts at one record before it goes to the dead-letter topic (transient errors).
     max_attempts: int = 5

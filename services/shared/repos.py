@@ -86,6 +86,27 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
+    def live_phashes(self) -> list[tuple[str, str]]:
+        """(image id, pHash) of every image that is or may become visible."""
+        query = {"status": {"$in": [ImageStatus.CLEARED.value, ImageStatus.REVIEW.value]}}
+        out = []
+        for doc in self.col.find(query, {"verdict.hashes.phash": 1}):
+            phash = (doc.get("verdict") or {}).get("hashes", {}).get("phash")
+            if isinstance(phash, str):
+                out.append((str(doc["_id"]), phash))
+        return out
+
+    def take_down(self, image_id: str, removal: Doc) -> bool:
+        """Cleared or held → removed, once; every link then refuses it (451)."""
+        res = self.col.update_one(
+            {
+                "_id": image_id,
+                "status": {"$in": [ImageStatus.CLEARED.value, ImageStatus.REVIEW.value]},
+            },
+            {"$set": {"status": ImageStatus.REMOVED.value, "removal": {**removal, "at": now()}}},
+        )
+        return res.modified_count == 1
+
     def oldest_pending_age_s(self) -> float:
         doc = self.col.find_one(
             {"status": ImageStatus.PENDING.value}, sort=[("created_at", ASCENDING)]

@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
     mongo_db: str = "chatpic"
     mongo_timeout_ms: int = 3000
 
+    # pHash Hamming distance that counts as a hash-bank match (scanner and takedowns alike).
+    hash_max_distance: int = 8
+
     # Secret used to hash tokens and client addresses. Required outside the local profile.
     secret_salt: SecretStr | None = None
 

@@ -291,3 +291,29 @@ def test_C14_oversized_uploads_are_refused_early(live: Live) -> None:
     assert resp.status_code == 413 and resp.json()["code"] == "too_large"
     assert resp.json()["maximum"] == 20 * 1024 * 1024
     assert live.db.images.count_documents({}) == before
+
+
+def test_banning_a_hash_takes_down_live_copies_at_once(live: Live) -> None:
+    resp = live.upload(corpus_path("Reconyx_HC500_Hyperfire.jpg").read_bytes())
+    body = resp.json()
+    assert live.wait_status(body["image_id"]) == "cleared"
+    link = live.links.post(
+        "/api/v1/links",
+        json={"image_id": body["image_id"], "owner_token": body["owner_token"], "max_views": 3},
+    ).json()
+    assert live.links.post(f"/s/{link['token']}/reveal").status_code == 200
+
+    phash = live.db.images.find_one({"_id": body["image_id"]})["verdict"]["hashes"]["phash"]
+    flipped = f"{int(phash, 16) ^ 0b101:016x}"  # two bits away: still the same picture
+    ban = live.review.post(
+        "/api/v1/banks/retro/entries", json={"hash": flipped, "reason": "reported and confirmed"}
+    )
+    assert ban.status_code == 201 and body["image_id"] in ban.json()["taken_down"]
+
+    doc = live.db.images.find_one({"_id": body["image_id"]})
+    assert doc["status"] == "removed" and doc["removal"]["reason"] == "hash_match:retro"
+    gone = live.links.post(f"/s/{link['token']}/reveal")
+    assert gone.status_code == 451 and gone.json()["code"] == "removed"
+    assert live.db.links.find_one({"link_id": link["link_id"]})["views"] == 1
+    page = live.links.get(f"/s/{link['token']}", headers={"accept": "text/html"})
+    assert page.status_code == 451 and b"\xff\xd8" not in page.content
