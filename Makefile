@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-browser browser bench-scan bench-ingest lint format typecheck check bench clean
+.PHONY: help install run test test-unit test-integration test-browser browser bench-scan bench-ingest bench-index lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ typecheck: $(STAMP) ## mypy --strict over services and deploy
 
 check: lint typecheck test ## Everything CI should be happy with
 
-bench: bench-scan bench-ingest ## All benchmarks (ratios against baselines measured in the same run)
+bench: bench-scan bench-ingest bench-index ## All benchmarks (ratios against baselines measured in the same run)
 
 bench-scan: $(STAMP) ## Scanner decode+score against nudenet's own detector
 	$(PY) -m bench.scan_bench
@@ -67,6 +67,10 @@ bench-ingest: $(STAMP) ## Ingest re-encode against naive Pillow and libvips (ins
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips42 >/dev/null; fi; \
 	  $(PY) -m pip install --quiet -e '.[bench]'; fi
 	$(PY) -m bench.ingest_bench
+
+bench-index: $(STAMP) ## Bank matching: multi-index hashing vs numpy brute force and faiss (1M, 10M)
+	@$(PY) -c 'import faiss' 2>/dev/null || $(PY) -m pip install --quiet faiss-cpu
+	$(PY) -m bench.index_bench
 
 clean: ## Remove local data (var/) — the database and logs
 	rm -rf var
