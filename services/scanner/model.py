@@ -1,18 +1,17 @@
-"""NSFW scorer around the YOLOv8n ``320n.onnx`` detector shipped in the ``nudenet`` wheel.
+"""NSFW scorer: one ONNX model described by a :class:`~services.scanner.cards.ModelCard`.
 
-Only the model file is used (never downloaded, never the package's own detector code). The
-model's licence is AGPL-3.0 (Ultralytics, per its own metadata) even though the wheel says MIT;
-keep it swappable through :class:`ModelCard`. Nothing is loaded at import time.
+The default card is the YOLOv8n ``320n.onnx`` detector shipped in the ``nudenet`` wheel (only
+the model file is used; never downloaded, never the package's own detector code). Its licence is
+AGPL-3.0 (Ultralytics, per its own metadata) even though the wheel says MIT; any other ONNX
+detector or classifier can replace it through a card. Nothing is loaded at import time.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,72 +19,33 @@ import numpy.typing as npt
 import onnxruntime as ort  # type: ignore[import-untyped]
 from PIL import Image
 
-BOX_VALUES = 4  # cx, cy, w, h ahead of the class scores in each output column
+from services.scanner.cards import (
+    NUDENET_LABELS,
+    NUDENET_NSFW_LABELS,
+    ModelCard,
+    card_from_setting,
+    default_card,
+    load_card,
+    nudenet_model_path,
+)
+
+__all__ = [
+    "NUDENET_LABELS",
+    "NUDENET_NSFW_LABELS",
+    "ModelCard",
+    "NsfwModel",
+    "card_from_setting",
+    "default_card",
+    "file_sha256",
+    "letterbox",
+    "load_card",
+    "merge_max",
+    "nsfw_score",
+    "nudenet_model_path",
+]
+
+BOX_VALUES = 4  # cx, cy, w, h ahead of the class scores in each detector output column
 PAD_GREY = 114  # Ultralytics letterbox fill
-
-NUDENET_LABELS: tuple[str, ...] = (
-    "FEMALE_GENITALIA_COVERED",
-    "FACE_FEMALE",
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_BREAST_EXPOSED",
-    "ANUS_EXPOSED",
-    "FEET_EXPOSED",
-    "BELLY_COVERED",
-    "FEET_COVERED",
-    "ARMPITS_COVERED",
-    "ARMPITS_EXPOSED",
-    "FACE_MALE",
-    "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "ANUS_COVERED",
-    "FEMALE_BREAST_COVERED",
-    "BUTTOCKS_COVERED",
-)
-NUDENET_NSFW_LABELS: tuple[str, ...] = (
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "ANUS_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-)
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    name: str
-    path: str
-    input_size: int
-    labels: tuple[str, ...]
-    nsfw_labels: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        missing = set(self.nsfw_labels) - set(self.labels)
-        if missing:
-            raise ValueError(f"nsfw_labels not in labels: {sorted(missing)}")
-
-
-def nudenet_model_path() -> Path:
-    """Path of ``320n.onnx`` inside the installed nudenet package (the package is not imported)."""
-    spec = importlib.util.find_spec("nudenet")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the nudenet package is not installed")
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "320n.onnx"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("320n.onnx not found inside the nudenet package")
-
-
-def default_card() -> ModelCard:
-    return ModelCard(
-        name="nudenet-320n",
-        path=str(nudenet_model_path()),
-        input_size=320,
-        labels=NUDENET_LABELS,
-        nsfw_labels=NUDENET_NSFW_LABELS,
-    )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -122,8 +82,21 @@ def _metadata_labels(session: ort.InferenceSession) -> tuple[str, ...] | None:
     return tuple(str(names[i]) for i in sorted(names))
 
 
+def _fixed(dim: object) -> int | None:
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+
+def _softmax(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = np.exp(x - x.max())
+    return np.asarray(shifted / shifted.sum(), dtype=np.float32)
+
+
 class NsfwModel:
-    """One onnxruntime session; per-label max class score over all candidate boxes."""
+    """One onnxruntime session for one card; :meth:`score` returns a score per label (0..1).
+
+    Detector: per label, the highest class score over all candidate boxes (output
+    ``[1, 4 + labels, N]``). Classifier: the output ``[1, labels]`` after the card's activation.
+    """
 
     def __init__(self, card: ModelCard, threads: int = 1) -> None:
         self.card = card
@@ -139,25 +112,47 @@ class NsfwModel:
         out = self._session.get_outputs()[0]
         self.input_name: str = inp.name
         self.output_name: str = out.name
+        self.input_type: str = str(inp.type)
         self.input_shape: tuple[int | str | None, ...] = tuple(inp.shape)
         self.output_shape: tuple[int | str | None, ...] = tuple(out.shape)
+        self._mean = np.asarray(card.mean, dtype=np.float32)
+        self._std = np.asarray(card.std, dtype=np.float32)
         self._check_layout()
 
     def _check_layout(self) -> None:
-        shape = self.input_shape
-        if len(shape) != 4 or shape[1] != 3:
-            raise ValueError(f"expected an NCHW 3-channel input, model has {shape}")
-        for dim in shape[2:]:
-            if isinstance(dim, int) and dim != self.card.input_size:
-                raise ValueError(f"model input is {shape}, card says {self.card.input_size}")
-        channels = self.output_shape[1] if len(self.output_shape) == 3 else None
-        if channels != BOX_VALUES + len(self.card.labels):
-            raise ValueError(
-                f"output {self.output_shape} does not hold 4 box values + "
-                f"{len(self.card.labels)} class scores"
-            )
+        card, shape = self.card, self.input_shape
+        if self.input_type != "tensor(float)":
+            raise ValueError(f"model input is {self.input_type}, only float32 is supported")
+        if len(shape) != 4:
+            raise ValueError(f"expected a 4-d {card.layout} input, model has {shape}")
+        if card.layout == "NCHW":
+            channels, spatial = shape[1], shape[2:]
+        else:
+            channels, spatial = shape[3], shape[1:3]
+        if _fixed(channels) not in (None, 3):
+            raise ValueError(f"expected a {card.layout} 3-channel input, model has {shape}")
+        if _fixed(shape[0]) not in (None, 1):
+            raise ValueError(f"model input batch is {shape[0]}, need 1 or dynamic")
+        for dim in spatial:
+            fixed = _fixed(dim)
+            if fixed is not None and fixed != card.input_size:
+                raise ValueError(f"model input is {shape}, card says {card.input_size}")
+        n_labels = len(card.labels)
+        if card.kind == "detector":
+            channels_out = self.output_shape[1] if len(self.output_shape) == 3 else None
+            if channels_out != BOX_VALUES + n_labels:
+                raise ValueError(
+                    f"output {self.output_shape} does not hold 4 box values + "
+                    f"{n_labels} class scores"
+                )
+        else:
+            last = self.output_shape[-1] if len(self.output_shape) == 2 else None
+            if _fixed(last) != n_labels:
+                raise ValueError(
+                    f"classifier output {self.output_shape} does not hold {n_labels} class scores"
+                )
         meta = _metadata_labels(self._session)
-        if meta is not None and meta != self.card.labels:
+        if meta is not None and meta != card.labels:
             raise ValueError(f"card labels differ from the model's own names: {meta}")
 
     @property
@@ -166,15 +161,36 @@ class NsfwModel:
         return self._version
 
     def _tensor(self, img: Image.Image) -> npt.NDArray[np.float32]:
-        boxed = letterbox(img, self.card.input_size)
-        arr = np.asarray(boxed, dtype=np.float32) / np.float32(255.0)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1)[np.newaxis])
+        card = self.card
+        if card.resize == "letterbox":
+            sized = letterbox(img, card.input_size)
+        else:
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            size = (card.input_size, card.input_size)
+            sized = rgb if rgb.size == size else rgb.resize(size, Image.Resampling.BILINEAR)
+        arr = np.asarray(sized, dtype=np.float32) / np.float32(255.0)
+        if card.channel_order == "BGR":
+            arr = arr[..., ::-1]
+        if card.mean != (0.0, 0.0, 0.0) or card.std != (1.0, 1.0, 1.0):
+            arr = (arr - self._mean) / self._std
+        if card.layout == "NCHW":
+            arr = arr.transpose(2, 0, 1)
+        return np.ascontiguousarray(arr[np.newaxis], dtype=np.float32)
 
     def score(self, img: Image.Image) -> dict[str, float]:
-        """Per label, the highest class score over all candidate boxes (0..1)."""
+        """Score per card label (0..1 for a sane model; the policy fails closed otherwise)."""
         (raw,) = self._session.run([self.output_name], {self.input_name: self._tensor(img)})
         out = np.asarray(raw, dtype=np.float32)
         n_labels = len(self.card.labels)
+        if self.card.kind == "classifier":
+            if out.shape != (1, n_labels):
+                raise RuntimeError(f"unexpected classifier output shape {out.shape}")
+            values = out[0]
+            if self.card.activation == "softmax":
+                values = _softmax(values)
+            elif self.card.activation == "sigmoid":
+                values = np.asarray(1.0 / (1.0 + np.exp(-values)), dtype=np.float32)
+            return {label: float(v) for label, v in zip(self.card.labels, values, strict=True)}
         if out.ndim != 3 or out.shape[0] != 1 or out.shape[1] != BOX_VALUES + n_labels:
             raise RuntimeError(f"unexpected model output shape {out.shape}")
         class_scores = out[0, BOX_VALUES:, :]
@@ -203,7 +219,10 @@ def merge_max(per_frame: Iterable[Mapping[str, float]]) -> dict[str, float]:
 
 
 def nsfw_score(scores: Mapping[str, float], card: ModelCard) -> float:
-    """Max over the card's exposed-explicit labels; NaN if any is NaN or missing."""
+    """Max over the card's thresholded labels; NaN if any is NaN or missing.
+
+    A summary for records and metrics: the verdict comes from each label's own thresholds.
+    """
     values = [scores.get(label, math.nan) for label in card.nsfw_labels]
     if not values or any(math.isnan(v) for v in values):
         return math.nan

@@ -22,7 +22,8 @@ from services.scanner.model import (
     merge_max,
     nsfw_score,
 )
-from services.scanner.policy import PolicyThresholds
+from services.scanner.policy import LabelThresholds, PolicyThresholds, label_verdict
+from services.shared.status import Verdict
 from tests.unit.corpus import corpus_bytes, corpus_path
 
 BENIGN = ("DSCN0010.jpg", "DSCN0021.jpg", "Landscape_1.jpg", "iptc.jpg", "junk_jpeg_header.jpg")
@@ -76,8 +77,10 @@ def test_card_that_disagrees_with_the_model_is_rejected(card: ModelCard) -> None
         NsfwModel(dataclasses.replace(card, labels=swapped))
     with pytest.raises(ValueError, match="class scores"):
         NsfwModel(dataclasses.replace(card, labels=card.labels[:-1]))
-    with pytest.raises(ValueError):
-        dataclasses.replace(card, nsfw_labels=("NOT_A_LABEL",))
+    with pytest.raises(ValueError, match="thresholds"):
+        dataclasses.replace(card, thresholds={"NOT_A_LABEL": LabelThresholds(0.1, 0.2)})
+    with pytest.raises(ValueError, match="classifier output"):
+        NsfwModel(dataclasses.replace(card, kind="classifier"))
 
 
 @pytest.mark.parametrize("name", BENIGN)
@@ -88,6 +91,7 @@ def test_benign_photos_score_below_review(model: NsfwModel, card: ModelCard, nam
     review = PolicyThresholds().review
     assert all(scores[label] < review for label in card.nsfw_labels)
     assert nsfw_score(scores, card) < review
+    assert label_verdict(scores, card.thresholds) == (Verdict.CLEARED, [])
 
 
 def test_scores_match_nudenet_reference_on_a_detection(model: NsfwModel) -> None:
