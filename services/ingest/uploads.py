@@ -45,6 +45,7 @@ def accept_upload(
             "_id": image_id,
             "blob_id": blob_id,
             "thumb_blob_id": thumb_id,
+            "thumb_content_type": image.thumbnail_content_type,
             "content_type": image.content_type,
             "format": image.format,
             "source_format": image.source_format,

@@ -8,7 +8,7 @@ import threading
 
 from services.scanner.consumer import ScanConsumer
 from services.scanner.health import serve
-from services.scanner.model import NsfwModel, default_card
+from services.scanner.model import NsfwModel, card_from_setting, load_card
 from services.scanner.policy import PolicyThresholds
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
@@ -37,8 +37,14 @@ def main() -> None:
         settings.metrics_port,
         lambda: {"database": probe(), "model": state["model"], "consumer": state["consuming"]},
     )
-    card = default_card()
+    card = card_from_setting(
+        settings.model_card, review=settings.review_threshold, blocked=settings.blocked_threshold
+    )
     model = NsfwModel(card, threads=settings.model_threads)
+    shadow_path = settings.shadow_model_card.strip()
+    shadow = (
+        NsfwModel(load_card(shadow_path), threads=settings.model_threads) if shadow_path else None
+    )
     state["model"] = True
     publisher = KafkaPublisher(settings)
     worker = ScanWorker(
@@ -54,11 +60,21 @@ def main() -> None:
             hash_max_distance=settings.hash_max_distance,
         ),
         max_frames=settings.scan_frames,
+        shadow=shadow,
+        vault=BlobStore(db, "evidence"),
+        evidence_retention_days=settings.evidence_retention_days,
     )
     ensure_topics_best_effort(settings)
     consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
     state["consuming"] = True
-    log.info("scanner started", extra={"model": card.name, "version": model.version})
+    log.info(
+        "scanner started",
+        extra={
+            "model": card.name,
+            "version": model.version,
+            "shadow": None if shadow is None else f"{shadow.card.name}@{shadow.version}",
+        },
+    )
     try:
         ScanConsumer(consumer, worker, publisher, settings, stop).run()
     finally:

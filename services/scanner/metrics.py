@@ -24,4 +24,11 @@ INDEX_SIZE = Gauge("chatpic_scanner_bank_index_size", "Hashes in this process's 
 DEAD_LETTERS = Counter(
     "chatpic_scanner_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"]
 )
+SHADOW_DISAGREEMENTS = Counter(
+    "chatpic_scanner_shadow_disagreements_total",
+    "Scans where the shadow model's verdict differed from the live model's.",
+)
+QUARANTINED = Counter(
+    "chatpic_scanner_quarantined_total", "Blocked images moved to the evidence vault."
+)
 RETRIES = Counter("chatpic_scanner_retries_total", "Transient failures that were retried.")

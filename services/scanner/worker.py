@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.scanner import metrics
+from services.scanner.evidence import quarantine
 from services.scanner.hashing import BankEntry, HashIndex, is_hashable, phash_hex
 from services.scanner.imaging import frames_for_scan
 from services.scanner.model import ModelCard, NsfwModel, nsfw_score
-from services.scanner.policy import Decision, PolicyThresholds, decide
+from services.scanner.policy import Decision, PolicyThresholds, decide_labels, label_verdict
 from services.shared.events import (
     IMAGE_SCANNED,
     Envelope,
@@ -69,15 +70,21 @@ class ScanWorker:
         publisher: Publisher,
         thresholds: PolicyThresholds,
         max_frames: int,
+        shadow: NsfwModel | None = None,
+        vault: BlobStore | None = None,
+        evidence_retention_days: float = 90.0,
     ) -> None:
         self.images = images
         self.blobs = blobs
+        self.vault = vault
+        self.evidence_retention_days = evidence_retention_days
         self.index = BankIndex(banks)
         self.model = model
-        self.card = card
+        self.card = card  # the live card: its per-label thresholds decide
         self.publisher = publisher
-        self.thresholds = thresholds
+        self.thresholds = thresholds  # hash_max_distance (review/blocked are the card's)
         self.max_frames = max_frames
+        self.shadow = shadow  # scored and recorded beside the live model; never decides
 
     def handle(self, env: Envelope[ImageUploaded]) -> Outcome:
         image_id = env.payload.image_id
@@ -87,6 +94,7 @@ class ScanWorker:
             return Outcome(image_id, None, False)
         if doc["status"] != ImageStatus.PENDING.value:
             metrics.DUPLICATES.inc()
+            self._quarantine(doc)  # finishes a move a crash interrupted
             self._announce(image_id, str(doc["status"]), doc.get("verdict", {}), env.trace_id)
             return Outcome(image_id, str(doc["status"]), False)
         decision, record = self.scan(self.blobs.get(doc["blob_id"]))
@@ -94,6 +102,8 @@ class ScanWorker:
         stored = self.images.record_verdict(image_id, status, record)
         if stored:
             metrics.SCANNED.labels(decision.verdict.value).inc()
+            if record.get("shadow", {}).get("disagrees"):
+                metrics.SHADOW_DISAGREEMENTS.inc()
             log.info(
                 "verdict stored",
                 extra={"image_id": image_id, "verdict": status.value, "trace_id": env.trace_id},
@@ -101,6 +111,7 @@ class ScanWorker:
         else:
             metrics.DUPLICATES.inc()
         final = self.images.get(image_id) or {}
+        self._quarantine(final)
         self._announce(image_id, str(final.get("status")), final.get("verdict", {}), env.trace_id)
         return Outcome(image_id, str(final.get("status")), stored)
 
@@ -122,7 +133,9 @@ class ScanWorker:
         scores = self.model.score_frames(frames)
         nsfw = nsfw_score(scores, self.card)
         t3 = time.perf_counter()
-        decision = decide(nsfw, match, hashable, self.thresholds)
+        decision = decide_labels(
+            scores, self.card.thresholds, match, hashable, self.thresholds.hash_max_distance
+        )
         metrics.SCAN_SECONDS.labels("decode").observe(t1 - t0)
         metrics.SCAN_SECONDS.labels("hash").observe(t2 - t1)
         metrics.SCAN_SECONDS.labels("model").observe(t3 - t2)
@@ -137,8 +150,7 @@ class ScanWorker:
             "scores": {k: round(v, 4) for k, v in scores.items()},
             "nsfw_score": round(nsfw, 4),
             "thresholds": {
-                "review": self.thresholds.review,
-                "blocked": self.thresholds.blocked,
+                "labels": self.card.thresholds_record(),
                 "hash_max_distance": self.thresholds.hash_max_distance,
             },
             "hashes": {"phash": phash, "hashable": hashable},
@@ -157,7 +169,47 @@ class ScanWorker:
                 "model": round((t3 - t2) * 1000, 2),
             },
         }
+        if self.shadow is not None:
+            # Model-only verdicts are compared, so a hash match cannot hide a disagreement.
+            live_verdict, _ = label_verdict(scores, self.card.thresholds)
+            shadow_card = self.shadow.card
+            shadow: dict[str, Any] = {
+                "model": shadow_card.name,
+                "version": self.shadow.version,
+                "live_verdict": live_verdict.value,
+            }
+            t4 = time.perf_counter()
+            try:
+                shadow_scores = self.shadow.score_frames(frames)
+            except Exception as exc:  # a broken shadow model must never affect the live verdict
+                log.exception("shadow model failed", extra={"model": shadow_card.name})
+                shadow.update(verdict=None, error=str(exc)[:200], disagrees=False)
+            else:
+                shadow_verdict, shadow_reasons = label_verdict(
+                    shadow_scores, shadow_card.thresholds
+                )
+                shadow.update(
+                    verdict=shadow_verdict.value,
+                    reasons=shadow_reasons,
+                    scores={k: round(v, 4) for k, v in shadow_scores.items()},
+                    thresholds=shadow_card.thresholds_record(),
+                    disagrees=shadow_verdict is not live_verdict,
+                )
+            shadow["timing_ms"] = round((time.perf_counter() - t4) * 1000, 2)
+            record["shadow"] = shadow
         return decision, record
+
+    def _quarantine(self, doc: dict[str, Any]) -> None:
+        if self.vault is None or doc.get("status") != ImageStatus.BLOCKED.value:
+            return
+        if quarantine(
+            doc,
+            images=self.images,
+            blobs=self.blobs,
+            vault=self.vault,
+            retention_days=self.evidence_retention_days,
+        ):
+            metrics.QUARANTINED.inc()
 
     def _announce(self, image_id: str, status: str, verdict: dict[str, Any], trace_id: str) -> None:
         payload = ImageScanned(

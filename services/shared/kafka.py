@@ -18,6 +18,9 @@ from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
+# A broker that comes back is found again within seconds (the client default backs off to 30 s).
+RECONNECT_BACKOFF_MAX_MS = 2000
+
 
 class PublishError(RuntimeError):
     """The broker did not acknowledge a record in time. The caller keeps the work pending."""
@@ -57,6 +60,7 @@ class KafkaPublisher:
                     retries=3,
                     max_block_ms=int(self._timeout * 1000),
                     request_timeout_ms=int(self._timeout * 1000),
+                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                 )
             return self._producer
 
@@ -131,6 +135,7 @@ def make_consumer(settings: CommonSettings, group_id: str, topics: list[str]) ->
         max_poll_records=8,
         max_poll_interval_ms=max(300_000, session),
         request_timeout_ms=max(30_000, session + 5000),
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
     )
     consumer.subscribe([topic_name(settings.topic_prefix, t) for t in topics])
     return consumer

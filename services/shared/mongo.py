@@ -57,10 +57,11 @@ class MongoProbe:
 
 
 class BlobStore:
-    """Sanitised image bytes. Only ingest writes; links and scanner read."""
+    """Sanitised image bytes (bucket ``blobs``: ingest writes; links and scanner read), or the
+    evidence vault (bucket ``evidence``: blocked images, never served, reviewed by admins)."""
 
-    def __init__(self, db: Database[Doc]) -> None:
-        self._fs = gridfs.GridFS(db, collection="blobs")
+    def __init__(self, db: Database[Doc], bucket: str = "blobs") -> None:
+        self._fs = gridfs.GridFS(db, collection=bucket)
 
     def put(self, data: bytes, content_type: str) -> str:
         return str(self._fs.put(data, content_type=content_type))

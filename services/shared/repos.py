@@ -107,6 +107,21 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
+    def set_evidence(self, image_id: str, evidence: Doc) -> bool:
+        """Blocked bytes now live in the vault: the image keeps no servable blob at all."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.BLOCKED.value, "evidence": {"$exists": False}},
+            {"$set": {"evidence": evidence, "blob_id": None, "thumb_blob_id": None}},
+        )
+        return res.modified_count == 1
+
+    def evidence_due(self, limit: int = 100) -> list[Doc]:
+        query = {"evidence.expires_at": {"$lt": now()}, "evidence.purged_at": None}
+        return list(self.col.find(query).limit(limit))
+
+    def mark_evidence_purged(self, image_id: str) -> None:
+        self.col.update_one({"_id": image_id}, {"$set": {"evidence.purged_at": now()}})
+
     def oldest_pending_age_s(self) -> float:
         doc = self.col.find_one(
             {"status": ImageStatus.PENDING.value}, sort=[("created_at", ASCENDING)]
@@ -128,6 +143,7 @@ class BankRepo:
     def __init__(self, db: Database[Doc]) -> None:
         self.col = db["bank_entries"]
         self.meta = db["bank_meta"]
+        self.bank_settings = db["bank_settings"]  # _id = bank name
 
     def ensure_indexes(self) -> None:
         self.col.create_index(
@@ -147,6 +163,42 @@ class BankRepo:
     def entries(self, signal_type: str | None = None) -> list[Doc]:
         query: dict[str, Any] = {} if signal_type is None else {"signal_type": signal_type}
         return list(self.col.find(query).sort("created_at", ASCENDING))
+
+    def add_many(self, entries: list[Doc]) -> None:
+        """One batch, one generation bump. Entries keep their list order on ``entries_in``.
+        If the batch fails part-way, what it did insert is deleted again before re-raising."""
+        if not entries:
+            return
+        from uuid import uuid4  # local: this module's imports are shared with other repos
+
+        batch = uuid4().hex
+        t = now()
+        docs = [{**e, "created_at": t, "batch": batch, "seq": i} for i, e in enumerate(entries)]
+        try:
+            self.col.insert_many(docs, ordered=True)
+        except Exception:
+            self.col.delete_many({"batch": batch})
+            raise
+        finally:
+            self._bump()
+
+    def entries_in(self, bank: str) -> list[Doc]:
+        """Entries of one bank, oldest first (a batch in its own order)."""
+        docs = list(self.col.find({"bank": bank}))
+        docs.sort(key=lambda d: (d["created_at"], d.get("seq", 0), str(d["_id"])))
+        return docs
+
+    def counts(self, bank: str, signal_types: list[str]) -> dict[str, int]:
+        return {t: self.col.count_documents({"bank": bank, "signal_type": t}) for t in signal_types}
+
+    def settings(self, bank: str) -> Doc | None:
+        return self.bank_settings.find_one({"_id": bank})
+
+    def put_settings(self, bank: str, values: Doc) -> None:
+        self.bank_settings.update_one(
+            {"_id": bank}, {"$set": {**values, "bank": bank, "updated_at": now()}}, upsert=True
+        )
+        self._bump()
 
     def generation(self) -> int:
         doc = self.meta.find_one({"_id": "generation"})
@@ -184,6 +236,28 @@ class LinkRepo:
             {"$inc": {"views": 1, "remaining": -1}, "$set": {"last_view_at": now()}},
         )
         return res.modified_count == 1
+
+
+class AuditRepo:
+    """Who did what, when and why: every moderation decision and every evidence access."""
+
+    def __init__(self, db: Database[Doc]) -> None:
+        self.col = db["audit"]
+
+    def record(self, action: str, actor: str, target: str, reason: str, **data: Any) -> None:
+        self.col.insert_one(
+            {
+                "action": action,
+                "actor": actor,
+                "target": target,
+                "reason": reason,
+                "at": now(),
+                **data,
+            }
+        )
+
+    def for_target(self, target: str) -> list[Doc]:
+        return list(self.col.find({"target": target}).sort("at", ASCENDING))
 
 
 class ReportRepo:

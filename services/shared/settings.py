@@ -34,6 +34,9 @@ class CommonSettings(BaseSettings):
     # pHash Hamming distance that counts as a hash-bank match (scanner and takedowns alike).
     hash_max_distance: int = 8
 
+    # Blocked images are kept in the evidence vault this long, then purged.
+    evidence_retention_days: float = 90.0
+
     # Secret used to hash tokens and client addresses. Required outside the local profile.
     secret_salt: SecretStr | None = None
 

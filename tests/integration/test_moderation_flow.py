@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bson import ObjectId
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from PIL import Image
 
@@ -90,6 +91,25 @@ def test_resized_copy_of_a_banned_photo_is_blocked(live: Live) -> None:
     )
     assert link.status_code == 403 and link.json()["code"] == "image_not_available"
     assert live.db.links.count_documents({"image_id": body["image_id"]}) == 0
+
+    # Blocked bytes are not deleted: they move to the evidence vault, out of every serving path.
+    deadline = time.monotonic() + 10
+    doc = live.db.images.find_one({"_id": body["image_id"]})
+    while not doc.get("evidence") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        doc = live.db.images.find_one({"_id": body["image_id"]})
+    assert doc["evidence"]["blob_id"] and doc["blob_id"] is None
+    vault_id = ObjectId(doc["evidence"]["blob_id"])
+    assert live.db["evidence.files"].count_documents({"_id": vault_id}) == 1
+    assert doc["thumb_blob_id"] is None  # nothing servable is left in the blobs bucket
+    url = f"/api/v1/evidence/{body['image_id']}"
+    refused = live.review.get(url)
+    assert refused.status_code == 400 and refused.json()["code"] == "reason_required"
+    seen = live.review.get(url, params={"reason": "appeal check"})
+    assert seen.status_code == 200 and seen.content.startswith(b"\xff\xd8\xff")
+    assert seen.headers["cache-control"] == "private, no-store"
+    audit = list(live.db.audit.find({"target": body["image_id"], "action": "evidence.view"}))
+    assert len(audit) == 1 and audit[0]["reason"] == "appeal check"
 
 
 @pytest.mark.parametrize("status", ["pending", "review", "blocked", "removed", "bogus"])
@@ -317,3 +337,36 @@ def test_banning_a_hash_takes_down_live_copies_at_once(live: Live) -> None:
     assert live.db.links.find_one({"link_id": link["link_id"]})["views"] == 1
     page = live.links.get(f"/s/{link['token']}", headers={"accept": "text/html"})
     assert page.status_code == 451 and b"\xff\xd8" not in page.content
+
+
+def test_evidence_is_purged_after_its_retention(live: Live) -> None:
+    from services.review.evidence import purge_expired
+    from services.shared.repos import AuditRepo
+
+    vault = BlobStore(live.db, "evidence")
+    vault_id = vault.put(b"\xff\xd8\xffevidence", "image/jpeg")
+    image_id = uuid.uuid4().hex
+    past = datetime.now(UTC) - timedelta(days=1)
+    live.db.images.insert_one(
+        {
+            "_id": image_id,
+            "status": "blocked",
+            "blob_id": None,
+            "created_at": past,
+            "evidence": {
+                "blob_id": vault_id,
+                "thumb_blob_id": None,
+                "content_type": "image/jpeg",
+                "expires_at": past,
+                "purged_at": None,
+            },
+        }
+    )
+    purged = purge_expired(images=ImageRepo(live.db), vault=vault, audit=AuditRepo(live.db))
+    assert purged >= 1
+    assert live.db["evidence.files"].count_documents({"_id": ObjectId(vault_id)}) == 0
+    doc = live.db.images.find_one({"_id": image_id})
+    assert doc["evidence"]["purged_at"] is not None and doc["status"] == "blocked"
+    assert live.db.audit.count_documents({"target": image_id, "action": "evidence.purge"}) == 1
+    gone = live.review.get(f"/api/v1/evidence/{image_id}", params={"reason": "look"})
+    assert gone.status_code == 404 and gone.json()["code"] == "evidence_not_found"

