@@ -20,6 +20,11 @@ MODEL_SCORE = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.9, 1.0),
 )
 BANK_MATCHES = Counter("chatpic_scanner_bank_matches_total", "Hash bank matches.", ["bank"])
+BANK_ENFORCE_SECONDS = Histogram(
+    "chatpic_scanner_bank_change_enforced_seconds",
+    "From a bank change being written to this scanner enforcing it.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
 INDEX_SIZE = Gauge("chatpic_scanner_bank_index_size", "Hashes in this process's match index.")
 DEAD_LETTERS = Counter(
     "chatpic_scanner_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"]

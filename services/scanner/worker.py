@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.scanner import metrics
+from services.scanner.banks import BankMatcher
 from services.scanner.evidence import quarantine
-from services.scanner.hashing import BankEntry, HashIndex, is_hashable, phash_hex
+from services.scanner.hashing import image_signals
 from services.scanner.imaging import frames_for_scan
 from services.scanner.model import ModelCard, NsfwModel, nsfw_score
 from services.scanner.policy import Decision, PolicyThresholds, decide_labels, label_verdict
@@ -35,29 +36,6 @@ class Outcome:
     stored: bool
 
 
-class BankIndex:
-    """This process's in-memory pHash index, rebuilt when the bank generation moves."""
-
-    def __init__(self, banks: BankRepo) -> None:
-        self._banks = banks
-        self._generation = -1
-        self.index = HashIndex([])
-
-    def refresh(self) -> HashIndex:
-        generation = self._banks.generation()
-        if generation != self._generation:
-            entries = [
-                BankEntry(
-                    entry_id=str(d["_id"]), bank=d["bank"], hash_hex=d["hash"], reason=d["reason"]
-                )
-                for d in self._banks.entries("phash")
-            ]
-            self.index = HashIndex(entries)
-            self._generation = generation
-            metrics.INDEX_SIZE.set(len(self.index))
-        return self.index
-
-
 class ScanWorker:
     def __init__(
         self,
@@ -78,7 +56,7 @@ class ScanWorker:
         self.blobs = blobs
         self.vault = vault
         self.evidence_retention_days = evidence_retention_days
-        self.index = BankIndex(banks)
+        self.index = BankMatcher(banks)
         self.model = model
         self.card = card  # the live card: its per-label thresholds decide
         self.publisher = publisher
@@ -126,16 +104,18 @@ class ScanWorker:
             return decision, {"reasons": list(decision.reasons), "error": str(exc)[:200]}
         t1 = time.perf_counter()
         first = frames[0]
-        phash = phash_hex(first)
-        hashable = is_hashable(first)
-        match = self.index.refresh().nearest(phash, self.thresholds.hash_max_distance)
+        signals = image_signals(first)
+        hashable = signals.hashable
+        self.index.refresh()
+        found = self.index.match(signals)
+        signal, match = found if found is not None else ("", None)
         t2 = time.perf_counter()
         scores = self.model.score_frames(frames)
         nsfw = nsfw_score(scores, self.card)
         t3 = time.perf_counter()
-        decision = decide_labels(
-            scores, self.card.thresholds, match, hashable, self.thresholds.hash_max_distance
-        )
+        # The matcher already applied each bank's own threshold for that signal type.
+        vetted = match.distance if match is not None else self.thresholds.hash_max_distance
+        decision = decide_labels(scores, self.card.thresholds, match, hashable, vetted)
         metrics.SCAN_SECONDS.labels("decode").observe(t1 - t0)
         metrics.SCAN_SECONDS.labels("hash").observe(t2 - t1)
         metrics.SCAN_SECONDS.labels("model").observe(t3 - t2)
@@ -153,11 +133,18 @@ class ScanWorker:
                 "labels": self.card.thresholds_record(),
                 "hash_max_distance": self.thresholds.hash_max_distance,
             },
-            "hashes": {"phash": phash, "hashable": hashable},
+            "hashes": {
+                "phash": signals.phash,
+                "dhash": signals.dhash,
+                "pdq": signals.pdq,
+                "pdq_quality": signals.pdq_quality,
+                "hashable": hashable,
+            },
             "match": None
             if match is None
             else {
                 "entry_id": match.entry_id,
+                "signal": signal,
                 "bank": match.bank,
                 "distance": match.distance,
                 "reason": match.reason,

@@ -69,7 +69,7 @@ class ImageRepo:
         stale = now() - timedelta(seconds=republish_after_s)
         queries: list[dict[str, Any]] = [
             {"status": pending, "publish.published_at": None, "publish.last_at": None},
-            {"status": pending, "publish.published_at": None, "publish.last_at": {"$lt": retry}},
+            {"status": pending, "publish.published_at": None, "publish.last_at": {"$lte": retry}},
             {"status": pending, "publish.published_at": {"$lt": stale}},
         ]
         out: dict[str, Doc] = {}
@@ -144,6 +144,7 @@ class BankRepo:
         self.col = db["bank_entries"]
         self.meta = db["bank_meta"]
         self.bank_settings = db["bank_settings"]  # _id = bank name
+        self.changes = db["bank_changes"]
 
     def ensure_indexes(self) -> None:
         self.col.create_index(
@@ -151,14 +152,24 @@ class BankRepo:
         )
 
     def add(self, entry: Doc) -> None:
-        self.col.insert_one({**entry, "created_at": now()})
+        doc = {**entry, "created_at": now()}
+        self.col.insert_one(doc)
+        self._log("added", [doc])
         self._bump()
 
     def remove(self, entry_id: str) -> bool:
         res = self.col.delete_one({"_id": entry_id})
         if res.deleted_count:
+            self._log("removed", [{"_id": entry_id}])
             self._bump()
         return res.deleted_count == 1
+
+    def _log(self, action: str, entries: list[Doc]) -> None:
+        """The change feed scanners apply to their in-memory indexes (no rebuild per change)."""
+        self.changes.insert_one({"action": action, "entries": entries, "at": now()})
+
+    def changes_since(self, since: datetime) -> list[Doc]:
+        return list(self.changes.find({"at": {"$gte": since}}).sort("at", ASCENDING))
 
     def entries(self, signal_type: str | None = None) -> list[Doc]:
         query: dict[str, Any] = {} if signal_type is None else {"signal_type": signal_type}
@@ -179,6 +190,8 @@ class BankRepo:
         except Exception:
             self.col.delete_many({"batch": batch})
             raise
+        else:
+            self._log("added", docs)
         finally:
             self._bump()
 
@@ -198,7 +211,11 @@ class BankRepo:
         self.bank_settings.update_one(
             {"_id": bank}, {"$set": {**values, "bank": bank, "updated_at": now()}}, upsert=True
         )
+        self._log("settings", [])
         self._bump()
+
+    def all_settings(self) -> list[Doc]:
+        return list(self.bank_settings.find())
 
     def generation(self) -> int:
         doc = self.meta.find_one({"_id": "generation"})

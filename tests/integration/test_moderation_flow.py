@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from PIL import Image
+from PIL import Image, ImageOps
 
 from services.ingest.intake import IntakeLimits, sanitize
 from services.ingest.uploads import accept_upload, relay_pending
@@ -370,3 +370,33 @@ def test_evidence_is_purged_after_its_retention(live: Live) -> None:
     assert live.db.audit.count_documents({"target": image_id, "action": "evidence.purge"}) == 1
     gone = live.review.get(f"/api/v1/evidence/{image_id}", params={"reason": "look"})
     assert gone.status_code == 404 and gone.json()["code"] == "evidence_not_found"
+
+
+def test_pdq_bank_entry_is_enforced_live_and_its_removal_too(live: Live) -> None:
+    from services.scanner.hashing import pdq_hex
+
+    original = corpus_path("canon_hdr_NO.jpg").read_bytes()
+    digest, quality = pdq_hex(load_normalized(original))
+    assert quality >= 50
+    with Image.open(io.BytesIO(original)) as img:
+        out = io.BytesIO()
+        upright = ImageOps.exif_transpose(img)  # the photo as people see it
+        upright.convert("L").save(out, "JPEG", quality=70)  # a grayscale, re-compressed copy
+    copy = out.getvalue()
+
+    added = live.review.post(
+        "/api/v1/banks/industry/entries",
+        json={"hash": digest, "signal_type": "pdq", "reason": "shared list"},
+    )
+    assert added.status_code == 201, added.text
+    first = live.upload(copy).json()
+    assert live.wait_status(first["image_id"]) == "blocked"
+    match = live.db.images.find_one({"_id": first["image_id"]})["verdict"]["match"]
+    assert match["signal"] == "pdq" and match["bank"] == "industry"
+
+    removed = live.review.delete(f"/api/v1/banks/entries/{added.json()['entry_id']}")
+    assert removed.status_code == 204
+    second = live.upload(copy).json()
+    assert live.wait_status(second["image_id"]) == "cleared"
+    metrics = live.scanner.get("/metrics").text
+    assert "chatpic_scanner_bank_change_enforced_seconds_count" in metrics

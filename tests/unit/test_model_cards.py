@@ -125,10 +125,18 @@ def png(color: tuple[int, int, int], size: int = 64) -> bytes:
 
 
 class _NoBanks:
+    """In-memory twin of an empty bank repository."""
+
     def generation(self) -> int:
         return 0
 
-    def entries(self, kind: str) -> list[dict[str, Any]]:
+    def entries(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return []
+
+    def all_settings(self) -> list[dict[str, Any]]:
+        return []
+
+    def changes_since(self, since: Any) -> list[dict[str, Any]]:
         return []
 
 
