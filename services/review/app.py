@@ -172,18 +172,21 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
             )
         )
         metrics.BANK_CHANGES.labels("added").inc()
-        taken_down: list[str] = []
-        if req.signal_type == "phash":
-            taken_down = await run_in_threadpool(
-                lambda: domain.retroactive_takedown(
-                    images=p.images,
-                    bank=bank,
-                    entry_id=entry_id,
-                    hash_value=req.hash.strip().lower(),
-                    max_distance=settings.hash_max_distance,
-                )
+        # The bank's own threshold for this signal type (pHash falls back to the service's).
+        current = await run_in_threadpool(
+            lambda: domain.get_bank_settings(banks=p.banks, bank=bank)
+        )
+        taken_down = await run_in_threadpool(
+            lambda: domain.retroactive_takedown(
+                images=p.images,
+                bank=bank,
+                entry_id=entry_id,
+                hash_value=req.hash.strip().lower(),
+                max_distance=current.thresholds.get(req.signal_type, settings.hash_max_distance),
+                signal_type=req.signal_type,
             )
-            metrics.TAKEDOWNS.inc(len(taken_down))
+        )
+        metrics.TAKEDOWNS.inc(len(taken_down))
         return {"entry_id": entry_id, "bank": bank, "taken_down": taken_down}
 
     @app.get("/api/v1/banks/entries")

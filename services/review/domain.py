@@ -51,13 +51,22 @@ def hamming_hex(a: str, b: str) -> int:
 
 
 def retroactive_takedown(
-    *, images: ImageRepo, bank: str, entry_id: str, hash_value: str, max_distance: int
+    *,
+    images: ImageRepo,
+    bank: str,
+    entry_id: str,
+    hash_value: str,
+    max_distance: int,
+    signal_type: str = "phash",
 ) -> list[str]:
-    """A new bank entry also applies to what is already live: every visible image whose pHash
-    is within ``max_distance`` is removed at once, and its links stop serving it."""
+    """A new bank entry also applies to what is already live: every visible image whose hash
+    of this signal type is within ``max_distance`` is removed at once, and its links stop
+    serving it."""
     removed = []
-    for image_id, phash in images.live_phashes():
-        distance = hamming_hex(phash, hash_value)
+    for image_id, value in images.live_hashes(signal_type):
+        if len(value) != len(hash_value):
+            continue
+        distance = hamming_hex(value, hash_value)
         if distance <= max_distance and images.take_down(
             image_id,
             {"reason": f"hash_match:{bank}", "entry_id": entry_id, "distance": distance},

@@ -86,14 +86,14 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
-    def live_phashes(self) -> list[tuple[str, str]]:
-        """(image id, pHash) of every image that is or may become visible."""
+    def live_hashes(self, signal_type: str) -> list[tuple[str, str]]:
+        """(image id, hash) of every image that is or may become visible, for one signal."""
         query = {"status": {"$in": [ImageStatus.CLEARED.value, ImageStatus.REVIEW.value]}}
         out = []
-        for doc in self.col.find(query, {"verdict.hashes.phash": 1}):
-            phash = (doc.get("verdict") or {}).get("hashes", {}).get("phash")
-            if isinstance(phash, str):
-                out.append((str(doc["_id"]), phash))
+        for doc in self.col.find(query, {f"verdict.hashes.{signal_type}": 1}):
+            value = (doc.get("verdict") or {}).get("hashes", {}).get(signal_type)
+            if isinstance(value, str):
+                out.append((str(doc["_id"]), value))
         return out
 
     def take_down(self, image_id: str, removal: Doc) -> bool:
