@@ -60,6 +60,7 @@ def main() -> None:
             hash_max_distance=settings.hash_max_distance,
         ),
         max_frames=settings.scan_frames,
+        decode_size=settings.scan_decode_size,
         shadow=shadow,
         vault=BlobStore(db, "evidence"),
         evidence_retention_days=settings.evidence_retention_days,

@@ -17,6 +17,7 @@ class ScannerSettings(CommonSettings):
     model_card: str = ""
     # A second card scored beside the live one and recorded in the verdict; it never decides.
     shadow_model_card: str = ""
+    scan_decode_size: int = 320  # JPEGs decoded at the smallest DCT scale at least this big
     scan_frames: int = 4  # frames of an animation that are scored (the worst counts)
     # Attempts at one record before it goes to the dead-letter topic (transient errors).
     max_attempts: int = 5

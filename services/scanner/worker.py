@@ -51,7 +51,11 @@ class ScanWorker:
         shadow: NsfwModel | None = None,
         vault: BlobStore | None = None,
         evidence_retention_days: float = 90.0,
+        decode_size: int = 320,
     ) -> None:
+        # JPEGs are decoded at the smallest DCT scale still >= decode_size on each side: the
+        # model sees 320 px and the hashes are computed on small images anyway.
+        self.decode_size = decode_size
         self.images = images
         self.blobs = blobs
         self.vault = vault
@@ -97,7 +101,7 @@ class ScanWorker:
         """Pure scan of bytes: returns the decision and the verdict record to store."""
         t0 = time.perf_counter()
         try:
-            frames = frames_for_scan(data, max_frames=self.max_frames)
+            frames = frames_for_scan(data, max_frames=self.max_frames, draft_size=self.decode_size)
         except ValueError as exc:
             # Fail closed: what we cannot read goes to a human, never to viewers.
             decision = Decision(Verdict.REVIEW, ("undecodable",))
