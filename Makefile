@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-browser browser bench-scan bench-ingest bench-index lint format typecheck check bench clean
+.PHONY: help install run test test-unit test-integration test-browser browser bench-scan bench-throughput bench-ingest bench-index lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -56,10 +56,13 @@ typecheck: $(STAMP) ## mypy --strict over services and deploy
 
 check: lint typecheck test ## Everything CI should be happy with
 
-bench: bench-scan bench-ingest bench-index ## All benchmarks (ratios against baselines measured in the same run)
+bench: bench-scan bench-throughput bench-ingest bench-index ## All benchmarks (ratios against baselines measured in the same run)
 
 bench-scan: $(STAMP) ## Scanner decode+score against nudenet's own detector
 	$(PY) -m bench.scan_bench
+
+bench-throughput: $(STAMP) ## Scanner images/s with 1 and 2 processes against the reference
+	$(PY) -m bench.scan_throughput
 
 bench-ingest: $(STAMP) ## Ingest re-encode against naive Pillow and libvips (installs pyvips + libvips42)
 	@if ! $(PY) -c 'import pyvips' 2>/dev/null; then \
