@@ -44,6 +44,7 @@ class ScanConsumer:
     def run(self) -> None:
         while not self.stop.is_set():
             batch = self.consumer.poll(timeout_ms=500, max_records=8)
+            self._refresh_banks()
             for tp, records in batch.items():
                 for record in records:
                     if self.stop.is_set():
@@ -51,6 +52,14 @@ class ScanConsumer:
                     if not self._process(record):
                         return  # stopping mid-retry: leave the offset uncommitted
                     self._commit(tp, record.offset + 1)
+
+    def _refresh_banks(self) -> None:
+        """Apply bank changes even while idle, so a new entry is enforced (and its propagation
+        time measured) within about a poll interval, not only at the next scan."""
+        try:
+            self.worker.index.refresh()
+        except Exception as exc:
+            log.warning("bank refresh failed; next scan retries", extra={"err": repr(exc)})
 
     def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:

@@ -23,6 +23,13 @@ def scanned_total(url: str) -> float:
     return total
 
 
+def metric(url: str, series: str) -> float:
+    for line in httpx.get(url, timeout=5).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def upload_batch(live: Live, n: int) -> list[str]:
     ids = []
     for i in range(n):
@@ -49,6 +56,21 @@ def test_two_scanners_share_the_work_and_survive_a_kill(live: Live) -> None:
     moved = {u: scanned_total(f"{u}/metrics") - before[u] for u in (first, second)}
     assert sum(moved.values()) >= 16  # (plus any re-announced leftovers of earlier tests)
     assert all(v > 0 for v in moved.values()), f"one scanner did all the work: {moved}"
+
+    # A new bank entry is enforced by every scanner within seconds, even while idle.
+    enforced = "chatpic_scanner_bank_change_enforced_seconds_count"
+    before_bank = {u: metric(f"{u}/metrics", enforced) for u in (first, second)}
+    added = live.review.post(
+        "/api/v1/banks/group-test/entries",
+        json={"hash": "0123456789abcdef", "reason": "propagation check"},
+    )
+    assert added.status_code == 201
+    start = time.monotonic()
+    while time.monotonic() - start < 5 and any(
+        metric(f"{u}/metrics", enforced) <= before_bank[u] for u in (first, second)
+    ):
+        time.sleep(0.1)
+    assert all(metric(f"{u}/metrics", enforced) > before_bank[u] for u in (first, second))
 
     # SIGKILL the second scanner with records in flight: nothing committed for them, the
     # survivor takes over its partitions and the verdict write stays single.

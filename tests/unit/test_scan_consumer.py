@@ -43,10 +43,19 @@ class FakeConsumer:
 
 
 @dataclass
+class FakeIndex:
+    refreshes: int = 0
+
+    def refresh(self) -> None:
+        self.refreshes += 1
+
+
+@dataclass
 class FakeWorker:
     fail_times: int = 0
     handled: list[str] = field(default_factory=list)
     entered: threading.Event = field(default_factory=threading.Event)
+    index: FakeIndex = field(default_factory=FakeIndex)
 
     def handle(self, env: Any) -> None:
         self.entered.set()
@@ -70,6 +79,12 @@ def run(
     cfg = ScannerSettings(retry_backoff_s=0.0, **settings)
     ScanConsumer(consumer, worker, dlq, cfg, stop).run()  # type: ignore[arg-type]
     return consumer, dlq
+
+
+def test_banks_are_refreshed_on_every_poll_even_when_idle() -> None:
+    worker = FakeWorker()
+    run([[], [], []], worker)
+    assert worker.index.refreshes >= 3 and worker.handled == []
 
 
 def test_commits_each_record_after_its_work() -> None:
