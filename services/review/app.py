@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +20,11 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from services.review import domain, metrics
+from services.review import announce, domain, metrics
 from services.review.evidence import purge_expired, read_evidence
 from services.review.settings import ReviewSettings
 from services.shared.errors import DomainError, NotFound
+from services.shared.kafka import KafkaPublisher, Publisher
 from services.shared.mongo import BlobStore, Doc
 from services.shared.pages import Pages
 from services.shared.repos import AuditRepo, BankRepo, ImageRepo, ReportRepo
@@ -38,6 +39,7 @@ class Ports:
     banks: BankRepo
     vault: BlobStore
     audit: AuditRepo
+    publisher: Publisher
 
 
 class BankEntryRequest(BaseModel):
@@ -119,13 +121,21 @@ async def read_import_body(request: Request) -> bytes:
         await form.close()
 
 
-def open_ports(db: Database[Doc]) -> Ports:
-    ports = Ports(
-        ImageRepo(db), ReportRepo(db), BankRepo(db), BlobStore(db, "evidence"), AuditRepo(db)
-    )
-    ports.reports.ensure_indexes()
-    ports.banks.ensure_indexes()
-    return ports
+def ports_opener(settings: ReviewSettings) -> Callable[[Database[Doc]], Ports]:
+    def open_ports(db: Database[Doc]) -> Ports:
+        ports = Ports(
+            ImageRepo(db),
+            ReportRepo(db),
+            BankRepo(db),
+            BlobStore(db, "evidence"),
+            AuditRepo(db),
+            KafkaPublisher(settings),
+        )
+        ports.reports.ensure_indexes()
+        ports.banks.ensure_indexes()
+        return ports
+
+    return open_ports
 
 
 def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
@@ -135,10 +145,16 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
         name="review",
         settings=settings,
         service=service,
-        open_ports=open_ports,
+        open_ports=ports_opener(settings),
         given=ports,
         background=lambda p: _evidence_sweeper(settings, p),
+        close_ports=lambda p: p.publisher.close(),
     )
+
+    async def changed(action: str, bank: str, entries: int) -> None:
+        metrics.BANK_CHANGES.labels(action).inc(entries or 1)
+        publisher = service.ports.publisher
+        await run_in_threadpool(announce.bank_changed, publisher, bank, action, entries)
 
     @app.get("/api/v1/evidence/{image_id}")
     async def get_evidence(image_id: str, reason: str = "") -> Response:
@@ -171,7 +187,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
                 source=req.source,
             )
         )
-        metrics.BANK_CHANGES.labels("added").inc()
+        await changed("added", bank, 1)
         # The bank's own threshold for this signal type (pHash falls back to the service's).
         current = await run_in_threadpool(
             lambda: domain.get_bank_settings(banks=p.banks, bank=bank)
@@ -187,6 +203,8 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
             )
         )
         metrics.TAKEDOWNS.inc(len(taken_down))
+        reason = f"hash_match:{bank}"
+        await run_in_threadpool(announce.taken_down, p.publisher, taken_down, reason)
         return {"entry_id": entry_id, "bank": bank, "taken_down": taken_down}
 
     @app.get("/api/v1/banks/entries")
@@ -203,7 +221,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
         p = service.ports
         if not await run_in_threadpool(p.banks.remove, entry_id):
             raise NotFound("No bank entry has this id.", code="entry_not_found")
-        metrics.BANK_CHANGES.labels("removed").inc()
+        await changed("removed", "", 1)
         return Response(status_code=204)
 
     @app.get("/api/v1/banks/{bank}")
@@ -225,7 +243,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
                 pdq_min_quality=req.pdq_min_quality,
             )
         )
-        metrics.BANK_CHANGES.labels("settings").inc()
+        await changed("settings", bank, 0)
         return updated.to_dict()
 
     @app.get("/api/v1/banks/{bank}/export.csv")
@@ -249,7 +267,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
         result = await run_in_threadpool(
             lambda: domain.import_bank_csv(banks=p.banks, bank=bank, data=data, source=source)
         )
-        metrics.BANK_CHANGES.labels("added").inc(result.imported)
+        await changed("imported", bank, result.imported)
         return result.to_dict()
 
     return app

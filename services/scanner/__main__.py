@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 
+from services.scanner import bank_listener
 from services.scanner.consumer import ScanConsumer
 from services.scanner.health import serve
 from services.scanner.model import NsfwModel, card_from_setting, load_card
@@ -66,6 +67,11 @@ def main() -> None:
         evidence_retention_days=settings.evidence_retention_days,
     )
     ensure_topics_best_effort(settings)
+    try:
+        worker.index.refresh()  # build the bank index before the first record
+    except Exception:
+        log.warning("bank index not built yet (database?); the first scan builds it")
+    bank_listener.start(settings, worker.index, stop)
     consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
     state["consuming"] = True
     log.info(

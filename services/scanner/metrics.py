@@ -25,6 +25,9 @@ BANK_ENFORCE_SECONDS = Histogram(
     "From a bank change being written to this scanner enforcing it.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+BANK_PUSHES = Counter(
+    "chatpic_scanner_bank_change_events_total", "bank.changed records received by this process."
+)
 INDEX_SIZE = Gauge("chatpic_scanner_bank_index_size", "Hashes in this process's match index.")
 DEAD_LETTERS = Counter(
     "chatpic_scanner_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"]

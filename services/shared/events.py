@@ -38,6 +38,17 @@ class ImageScanned(Payload):
     reasons: list[str]
 
 
+class BankChanged(Payload):
+    bank: str
+    action: str  # added | removed | settings | imported
+    entries: int  # how many entries the change touched
+
+
+class ImageTakenDown(Payload):
+    image_id: str
+    reason: str
+
+
 P = TypeVar("P", bound=Payload)
 
 
@@ -51,10 +62,16 @@ class EventType(Generic[P]):
 
 IMAGE_UPLOADED = EventType("image.uploaded", "image.uploaded", ImageUploaded)
 IMAGE_SCANNED = EventType("image.scanned", "image.scanned", ImageScanned)
+# A push to every scanner that the banks moved; the change itself is read from MongoDB's bank
+# change feed (the source of truth, which survives a broker that forgets everything).
+BANK_CHANGED = EventType("bank.changed", "bank.changed", BankChanged)
+IMAGE_TAKEN_DOWN = EventType("image.takedown", "image.takedown", ImageTakenDown)
 DEAD_LETTER_TOPIC = "deadletter"
 
-EVENT_TYPES: dict[str, EventType[Any]] = {e.name: e for e in (IMAGE_UPLOADED, IMAGE_SCANNED)}
-TOPICS: tuple[str, ...] = (IMAGE_UPLOADED.topic, IMAGE_SCANNED.topic, DEAD_LETTER_TOPIC)
+EVENT_TYPES: dict[str, EventType[Any]] = {
+    e.name: e for e in (IMAGE_UPLOADED, IMAGE_SCANNED, BANK_CHANGED, IMAGE_TAKEN_DOWN)
+}
+TOPICS: tuple[str, ...] = (*(e.topic for e in EVENT_TYPES.values()), DEAD_LETTER_TOPIC)
 
 
 def topic_name(prefix: str, topic: str) -> str:

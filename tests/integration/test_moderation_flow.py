@@ -332,6 +332,8 @@ def test_banning_a_hash_takes_down_live_copies_at_once(live: Live) -> None:
 
     doc = live.db.images.find_one({"_id": body["image_id"]})
     assert doc["status"] == "removed" and doc["removal"]["reason"] == "hash_match:retro"
+    announced = [r.key for r in read_topic(live, "chatpic.image.takedown")]
+    assert body["image_id"].encode() in announced
     gone = live.links.post(f"/s/{link['token']}/reveal")
     assert gone.status_code == 451 and gone.json()["code"] == "removed"
     assert live.db.links.find_one({"link_id": link["link_id"]})["views"] == 1

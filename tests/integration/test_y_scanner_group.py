@@ -71,6 +71,13 @@ def test_two_scanners_share_the_work_and_survive_a_kill(live: Live) -> None:
     ):
         time.sleep(0.1)
     assert all(metric(f"{u}/metrics", enforced) > before_bank[u] for u in (first, second))
+    pushes = "chatpic_scanner_bank_change_events_total"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        metric(f"{u}/metrics", pushes) == 0 for u in (first, second)
+    ):
+        time.sleep(0.1)
+    assert all(metric(f"{u}/metrics", pushes) > 0 for u in (first, second))  # via bank.changed
 
     # SIGKILL the second scanner with records in flight: nothing committed for them, the
     # survivor takes over its partitions and the verdict write stays single.
