@@ -1,7 +1,6 @@
 """Hash-bank entries, per-bank settings and CSV exchange. Plain functions over repositories.
 
-The signal-type registry mirrors ``services.scanner.hashing.SIGNAL_TYPES`` (services never
-import each other; a unit test checks that the two agree).
+The signal-type registry is ``services.shared.signals``, the same one the scanner matches with.
 """
 
 from __future__ import annotations
@@ -11,30 +10,14 @@ import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from services.shared.errors import DomainError
 from services.shared.repos import BankRepo, ImageRepo
+from services.shared.signals import PDQ_MIN_QUALITY, SIGNAL_TYPES, SignalType, hamming
 from services.shared.tokens import new_id
 
-
-@dataclass(frozen=True)
-class Signal:
-    hex_len: int
-    default_threshold: int  # bits, inclusive
-    max_threshold: int  # a bank may not loosen a threshold past a quarter of the bits
-
-
-SIGNALS: Mapping[str, Signal] = MappingProxyType(
-    {
-        "phash": Signal(16, 8, 16),
-        "dhash": Signal(16, 8, 16),
-        "pdq": Signal(64, 31, 64),
-    }
-)
-SIGNAL_TYPES = {name: s.hex_len for name, s in SIGNALS.items()}  # signal type -> hex length
-PDQ_MIN_QUALITY = 50
+SIGNALS = SIGNAL_TYPES  # the registry, by the name this module's callers use
 CSV_HEADER = ("signal_type", "hash", "bank", "reason")
 IMPORT_MAX_BYTES = 2 * 1024 * 1024
 IMPORT_MAX_ROWS = 20_000
@@ -44,10 +27,6 @@ _MAX_LISTED_ERRORS = 100
 RESERVED_BANKS = frozenset({"entries"})  # GET /api/v1/banks/entries lists every entry
 _HEX = re.compile(r"^[0-9a-f]+$")
 _BANK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-
-def hamming_hex(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def retroactive_takedown(
@@ -66,7 +45,7 @@ def retroactive_takedown(
     for image_id, value in images.live_hashes(signal_type):
         if len(value) != len(hash_value):
             continue
-        distance = hamming_hex(value, hash_value)
+        distance = hamming(value, hash_value)
         if distance <= max_distance and images.take_down(
             image_id,
             {"reason": f"hash_match:{bank}", "entry_id": entry_id, "distance": distance},
@@ -87,7 +66,7 @@ def check_bank(bank: str) -> str:
     return bank
 
 
-def check_signal_type(signal_type: str) -> Signal:
+def check_signal_type(signal_type: str) -> SignalType:
     signal = SIGNALS.get(signal_type)
     if signal is None:
         raise DomainError(

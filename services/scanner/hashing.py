@@ -9,14 +9,23 @@ industry lists). ``SIGNAL_TYPES`` holds the length and default match threshold o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import imagehash
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from services.shared.signals import (  # re-exported: the scanner's hashing vocabulary
+    DEFAULT_THRESHOLDS as DEFAULT_THRESHOLDS,
+)
+from services.shared.signals import PDQ_MIN_QUALITY as PDQ_MIN_QUALITY
+from services.shared.signals import SIGNAL_TYPES as SIGNAL_TYPES
+from services.shared.signals import SignalType as SignalType
+from services.shared.signals import hamming as hamming
+from services.shared.signals import normalize_hash as normalize_hash
+from services.shared.signals import parse_hex
 
 HASH_HEX_LEN = 16  # 64-bit hashes
 MIN_SIDE = 32
@@ -25,34 +34,7 @@ _FLATNESS_PROBE = 128
 _HEX_DIGITS = re.compile(r"^[0-9a-fA-F]+$")
 
 PDQ_HEX_LEN = 64  # 256-bit hashes
-PDQ_MIN_QUALITY = 50  # below this a PDQ hash is too unreliable to act on (ThreatExchange default)
 PDQ_MAX_SIDE = 1024  # larger inputs (undrafted PNG/WebP) are box-reduced first; see pdq_hex
-
-
-@dataclass(frozen=True)
-class SignalType:
-    """A hash family a bank can hold: its width and default match threshold (bits, inclusive)."""
-
-    name: str
-    bits: int
-    default_threshold: int
-    max_threshold: int  # the most a bank may loosen it to: a quarter of the bits
-
-    @property
-    def hex_len(self) -> int:
-        return self.bits // 4
-
-
-SIGNAL_TYPES: Mapping[str, SignalType] = MappingProxyType(
-    {
-        "phash": SignalType("phash", 64, 8, 16),
-        "dhash": SignalType("dhash", 64, 8, 16),
-        "pdq": SignalType("pdq", 256, 31, 64),
-    }
-)
-DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
-    {name: st.default_threshold for name, st in SIGNAL_TYPES.items()}
-)
 
 
 def _check_hex(value: str) -> int:
@@ -72,30 +54,6 @@ def phash_hex(img: Image.Image) -> str:
 def dhash_hex(img: Image.Image) -> str:
     """64-bit difference hash as 16 lowercase hex chars."""
     return str(imagehash.dhash(img, hash_size=8))
-
-
-def _parse_hex(value: str) -> int:
-    if not _HEX_DIGITS.match(value):
-        raise ValueError(f"not a hex hash: {value!r}")
-    return int(value, 16)
-
-
-def hamming(a_hex: str, b_hex: str) -> int:
-    """Number of differing bits between two hex hashes of the same length (any length)."""
-    if len(a_hex) != len(b_hex):
-        raise ValueError(f"hash lengths differ: {len(a_hex)} and {len(b_hex)} hex chars")
-    return (_parse_hex(a_hex) ^ _parse_hex(b_hex)).bit_count()
-
-
-def normalize_hash(signal_type: str, value: str) -> str:
-    """``value`` as lowercase hex of the right length for ``signal_type``; ValueError if not."""
-    st = SIGNAL_TYPES.get(signal_type)
-    if st is None:
-        raise ValueError(f"unknown signal type {signal_type!r}; use one of {sorted(SIGNAL_TYPES)}")
-    out = value.strip().lower()
-    if len(out) != st.hex_len or not _HEX_DIGITS.match(out):
-        raise ValueError(f"a {signal_type} hash is {st.hex_len} hex chars, got {value!r}")
-    return out
 
 
 def pdq_hex(img: Image.Image) -> tuple[str, int]:
@@ -211,7 +169,7 @@ class WideHashIndex:
     def _words(self, hash_hex: str) -> list[int]:
         if len(hash_hex) != self.bits // 4:
             raise ValueError(f"expected {self.bits // 4} hex chars, got {len(hash_hex)}")
-        _parse_hex(hash_hex)
+        parse_hex(hash_hex)
         return [int(hash_hex[i : i + 16], 16) for i in range(0, len(hash_hex), 16)]
 
     def __len__(self) -> int:

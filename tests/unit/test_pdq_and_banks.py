@@ -107,7 +107,7 @@ def test_registry_defaults_and_review_mirror() -> None:
     assert {n: st.bits for n, st in SIGNAL_TYPES.items()} == {"phash": 64, "dhash": 64, "pdq": 256}
     assert dict(DEFAULT_THRESHOLDS) == {"phash": 8, "dhash": 8, "pdq": 31}
     assert PDQ_MIN_QUALITY == domain.PDQ_MIN_QUALITY == 50
-    # services never import each other: review keeps its own copy, which must agree.
+    # review validates with the same shared registry the scanner matches with.
     for name, st in SIGNAL_TYPES.items():
         mirror = domain.SIGNALS[name]
         assert (mirror.hex_len, mirror.default_threshold, mirror.max_threshold) == (
