@@ -17,6 +17,7 @@ from services.links import domain, metrics
 from services.links.report_routes import report_router
 from services.links.settings import LinksSettings
 from services.shared.errors import DomainError
+from services.shared.http import wants_html
 from services.shared.mongo import BlobStore, Doc
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
@@ -189,7 +190,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             )
         except DomainError as exc:
             metrics.REVEALS.labels(exc.code).inc()
-            if "text/html" in request.headers.get("accept", ""):
+            if wants_html(request):  # browsers get the page, API clients the JSON error
                 return pages.render("gone.html", exc.status, error=exc)
             raise
         metrics.REVEALS.labels("granted").inc()
