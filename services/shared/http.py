@@ -4,6 +4,7 @@ sentence on a page for browsers. Outages of the database are 503s, never 500s.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError
 from starlette.exceptions import HTTPException
 
+from services.shared.clients import Network, client_address, client_key
 from services.shared.errors import DomainError, Unavailable
 from services.shared.metrics import route_template
 from services.shared.pages import Pages
@@ -87,3 +89,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("unhandled error", extra={"route": route}, exc_info=exc)
         error = DomainError("Something went wrong on our side.", code="internal_error", status=500)
         return answer(request, error)
+
+
+def request_client_key(
+    request: Request, salt: bytes, proxies: Sequence[Network], scope: str
+) -> str:
+    """The salted, reduced key of whoever sent ``request`` (X-Forwarded-For only via proxies)."""
+    peer = request.client.host if request.client else None
+    address = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+    return client_key(salt, address, scope)

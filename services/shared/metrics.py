@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 access_log = logging.getLogger("chatpic.access")
 QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
@@ -29,11 +30,21 @@ HTTP_IN_FLIGHT = Gauge("chatpic_http_in_flight_requests", "Requests being served
 
 
 def route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
+    return _template(request.app.router.routes, request.scope) or "unmatched"
+
+
+def _template(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI keeps included routers whole
+        if inner is not None:
+            found = _template(inner.routes, scope)
+            if found:
+                return found
+            continue
+        match, _ = route.matches(scope)
         if match == Match.FULL:
             return str(getattr(route, "path", "other"))
-    return "unmatched"
+    return None
 
 
 def instrument(app: FastAPI, service: str, ready: Callable[[], dict[str, bool]]) -> None:

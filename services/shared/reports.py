@@ -6,7 +6,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from services.shared.errors import DomainError, NotFound
-from services.shared.repos import ImageRepo, LinkRepo, ReportRepo
+from services.shared.linkrepo import LinkRepo
+from services.shared.repos import ImageRepo, ReportRepo
 from services.shared.tokens import new_id, token_hash
 
 

@@ -11,6 +11,8 @@ class ImageStatus(StrEnum):
     REVIEW = "review"  # held for a human decision
     BLOCKED = "blocked"  # scanner refused it (model or hash bank)
     REMOVED = "removed"  # taken down by moderation after the fact
+    EXPIRED = "expired"  # every link ended (or none was made in time): bytes deleted
+    DELETED = "deleted"  # the owner deleted it everywhere: bytes deleted
 
 
 def may_serve(status: str | None) -> bool:
