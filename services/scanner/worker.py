@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gridfs.errors import NoFile
+
 from services.scanner import metrics
 from services.scanner.banks import BankMatcher
 from services.scanner.evidence import quarantine
@@ -79,7 +81,17 @@ class ScanWorker:
             self._quarantine(doc)  # finishes a move a crash interrupted
             self._announce(image_id, str(doc["status"]), doc.get("verdict", {}), env.trace_id)
             return Outcome(image_id, str(doc["status"]), False)
-        decision, record = self.scan(self.blobs.get(doc["blob_id"]))
+        try:
+            data = self.blobs.get(doc["blob_id"])
+        except NoFile:
+            # The owner deleted a pending upload and the sweeper took its bytes: nothing to
+            # scan, nothing will ever be shown. Anything else without bytes is an error.
+            current = self.images.get(image_id) or {}
+            if current.get("status") == ImageStatus.PENDING.value:
+                raise
+            log.info("bytes gone before the scan; skipped", extra={"image_id": image_id})
+            return Outcome(image_id, str(current.get("status")), False)
+        decision, record = self.scan(data)
         status = ImageStatus(decision.verdict.value)
         stored = self.images.record_verdict(image_id, status, record)
         if stored:
