@@ -23,6 +23,7 @@ class ImageRepo:
 
     def ensure_indexes(self) -> None:
         self.col.create_index([("status", ASCENDING), ("publish.last_at", ASCENDING)])
+        self.col.create_index([("status", ASCENDING), ("purge_check_at", ASCENDING)])
 
     def insert_pending(self, doc: Doc) -> None:
         doc = {**doc, "status": ImageStatus.PENDING.value, "created_at": now()}
@@ -107,6 +108,16 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
+    def mark_deleted(self, image_id: str, deletable: list[str]) -> bool:
+        """Owner deletion: from one of ``deletable`` statuses → deleted, once; the sweeper then
+        deletes the bytes (checking again at once)."""
+        t = now()
+        res = self.col.update_one(
+            {"_id": image_id, "status": {"$in": deletable}},
+            {"$set": {"status": ImageStatus.DELETED.value, "deleted_at": t, "purge_check_at": t}},
+        )
+        return res.modified_count == 1
+
     def set_evidence(self, image_id: str, evidence: Doc) -> bool:
         """Blocked bytes now live in the vault: the image keeps no servable blob at all."""
         res = self.col.update_one(
@@ -135,6 +146,90 @@ class ImageRepo:
         return list(
             self.col.find({"status": status.value}).sort("created_at", ASCENDING).limit(limit)
         )
+
+    # Ephemerality. ``purge_gen`` moves whenever a link or a ticket may have changed what keeps
+    # the bytes alive; the sweeper purges only if it is still the value it read (no lost race).
+
+    def note_link(self, image_id: str, alive_until: datetime) -> bool:
+        """Call after inserting a link: the sweeper looks again by the link's end at the latest
+        (``$min``: an earlier look only defers again, while a later one, such as an unlinked
+        image's deadline, would keep the bytes past the link's end). False if the image is no
+        longer cleared (the new link will never serve)."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.CLEARED.value},
+            {
+                "$min": {"purge_check_at": alive_until},
+                "$inc": {"purge_gen": 1},
+                "$set": {"linked_at": now()},
+            },
+        )
+        return res.modified_count == 1
+
+    def touch_purge_check(self, image_id: str) -> bool:
+        """A link ended early (last view spent, revoked): the sweeper looks again at once."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.CLEARED.value},
+            {"$set": {"purge_check_at": now()}, "$inc": {"purge_gen": 1}},
+        )
+        return res.modified_count == 1
+
+    def due_for_purge_check(self, at: datetime, limit: int) -> list[Doc]:
+        """Cleared images whose next look by the sweeper is due or was never scheduled."""
+        query = {
+            "status": ImageStatus.CLEARED.value,
+            "purged_at": None,
+            "$or": [{"purge_check_at": None}, {"purge_check_at": {"$lte": at}}],
+        }
+        return list(self.col.find(query).sort("purge_check_at", ASCENDING).limit(limit))
+
+    def unpurged(self, limit: int) -> list[Doc]:
+        """Deleted by the owner, or expired by a purge that stopped half-way: bytes still due."""
+        statuses = [ImageStatus.EXPIRED.value, ImageStatus.DELETED.value]
+        return list(self.col.find({"status": {"$in": statuses}, "purged_at": None}).limit(limit))
+
+    def defer_purge_check(self, image_id: str, purge_gen: int | None, until: datetime) -> bool:
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.CLEARED.value, "purge_gen": purge_gen},
+            {"$set": {"purge_check_at": until}},
+        )
+        return res.modified_count == 1
+
+    def start_purge(self, image_id: str, purge_gen: int | None, reason: str, at: datetime) -> bool:
+        """Cleared → expired, unless a link, a ticket or moderation changed the image since
+        ``purge_gen`` was read. From here on nothing may serve it; the bytes go next."""
+        res = self.col.update_one(
+            {
+                "_id": image_id,
+                "status": ImageStatus.CLEARED.value,
+                "purged_at": None,
+                "purge_gen": purge_gen,
+            },
+            {
+                "$set": {
+                    "status": ImageStatus.EXPIRED.value,
+                    "purge_reason": reason,
+                    "expired_at": at,
+                }
+            },
+        )
+        return res.modified_count == 1
+
+    def mark_purged(self, image_id: str, reason: str, at: datetime, retention_s: float) -> bool:
+        """The bytes are gone: drop the blob ids; the TTL index drops the document later."""
+        statuses = [ImageStatus.EXPIRED.value, ImageStatus.DELETED.value]
+        res = self.col.update_one(
+            {"_id": image_id, "status": {"$in": statuses}, "purged_at": None},
+            {
+                "$set": {
+                    "purged_at": at,
+                    "purge_reason": reason,
+                    "blob_id": None,
+                    "thumb_blob_id": None,
+                    "doc_expires_at": at + timedelta(seconds=retention_s),
+                }
+            },
+        )
+        return res.modified_count == 1
 
 
 class BankRepo:
@@ -223,36 +318,6 @@ class BankRepo:
 
     def _bump(self) -> None:
         self.meta.update_one({"_id": "generation"}, {"$inc": {"value": 1}}, upsert=True)
-
-
-class LinkRepo:
-    """Share links, keyed by the hash of their token. The token itself is never stored."""
-
-    def __init__(self, db: Database[Doc]) -> None:
-        self.col = db["links"]
-
-    def ensure_indexes(self) -> None:
-        self.col.create_index([("image_id", ASCENDING)])
-        self.col.create_index([("link_id", ASCENDING)], unique=True)
-
-    def insert(self, doc: Doc) -> None:
-        self.col.insert_one({**doc, "views": 0, "remaining": doc["max_views"], "created_at": now()})
-
-    def get(self, token_hash: str) -> Doc | None:
-        return self.col.find_one({"_id": token_hash})
-
-    def redeem(self, token_hash: str) -> bool:
-        """Consume one view atomically: one conditional update, no read-modify-write."""
-        res = self.col.update_one(
-            {
-                "_id": token_hash,
-                "revoked": {"$ne": True},
-                "expires_at": {"$gt": now()},
-                "remaining": {"$gt": 0},
-            },
-            {"$inc": {"views": 1, "remaining": -1}, "$set": {"last_view_at": now()}},
-        )
-        return res.modified_count == 1
 
 
 class AuditRepo:
