@@ -45,6 +45,14 @@ class Live:
             time.sleep(0.2)
         raise AssertionError(f"image {image_id} still {status} after {timeout} s")
 
+    def view(self, token: str, **reveal: Any) -> httpx.Response:
+        """Reveal a link as an API client and fetch the image with the ticket: the image
+        response, or the reveal's refusal if there was no ticket."""
+        granted = self.links.post(f"/s/{token}/reveal", **reveal)
+        if granted.status_code != 200:
+            return granted
+        return self.links.get(granted.json()["image_url"])
+
     def full_logs(self) -> str:
         paths = sorted((self.stack.var_dir / "logs").glob("*.log"))
         return "\n".join(p.read_text(errors="replace") for p in paths)
@@ -63,7 +71,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     stack = Stack(
         var_dir=var_dir,
         ports=StackPorts.free(),
-        extra_env={"CHATPIC_UPLOAD_RATE_LIMIT": "100000", "CHATPIC_MIN_EXPIRES_IN_S": "1"},
+        extra_env={
+            "CHATPIC_UPLOAD_RATE_LIMIT": "100000",
+            "CHATPIC_MIN_EXPIRES_IN_S": "1",
+            # End-of-session links die 3 s after the uploader's page stops (1 s heartbeats),
+            # and the sweeper looks every second, so lifecycle tests finish quickly.
+            "CHATPIC_SESSION_GRACE_S": "3",
+            "CHATPIC_SESSION_HEARTBEAT_S": "1",
+            "CHATPIC_SWEEP_INTERVAL_S": "1",
+            "CHATPIC_TICKET_FETCH_GRACE_S": "1",
+        },
     )
     stack.start()
     p = stack.ports

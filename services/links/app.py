@@ -1,75 +1,39 @@
-"""Links HTTP transport: create links, share pages, reveals."""
+"""Links HTTP transport: create links and the owner's actions. Share pages and reveals live in
+share_routes, the end-of-session heartbeat in session_routes, reports in report_routes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, Header
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field, StrictInt
-from pymongo.collection import Collection
-from pymongo.database import Database
 
-from services.links import domain, metrics
+from services.links import domain, metrics, owner
+from services.links.background import background
+from services.links.options import LinkRequest, OwnerRequest, form_bool, form_int, resolve
+from services.links.ports import Ports, ports_opener
 from services.links.report_routes import report_router
+from services.links.session_routes import session_router
 from services.links.settings import LinksSettings
-from services.shared.errors import DomainError
-from services.shared.http import wants_html
-from services.shared.mongo import BlobStore, Doc
+from services.links.share_routes import share_router
+from services.shared.errors import DomainError, NotFound
+from services.shared.linkrepo import LinkRepo
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
-from services.shared.repos import ImageRepo, LinkRepo, ReportRepo
+from services.shared.repos import ImageRepo, ReportRepo, now
 from services.shared.service import Service, create_service_app
 
-IMAGE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "private, no-store",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Content-Disposition": "inline",
-}
 
-
-@dataclass
-class Ports:
-    images: ImageRepo
-    links: LinkRepo
-    blobs: BlobStore
-    reports: ReportRepo
-    limiter: RateLimiter
-
-
-class LinkRequest(BaseModel):
-    image_id: str = Field(min_length=1, max_length=64)
-    owner_token: str = Field(min_length=1, max_length=128)
-    expires_in: StrictInt | None = Field(default=None, ge=1)
-    max_views: StrictInt | None = Field(default=None, ge=1)
-
-
-def report_limiter(col: Collection[Doc], settings: LinksSettings) -> RateLimiter:
-    return RateLimiter(
-        col, name="report", limit=settings.report_rate_limit, window_s=settings.report_rate_window_s
-    )
-
-
-def ports_opener(settings: LinksSettings) -> Callable[[Database[Doc]], Ports]:
-    def open_ports(db: Database[Doc]) -> Ports:
-        ports = Ports(
-            ImageRepo(db),
-            LinkRepo(db),
-            BlobStore(db),
-            ReportRepo(db),
-            report_limiter(db["rate_limits"], settings),
+def bearer(authorization: str | None) -> str:
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip() or len(value) > 256:
+        raise NotFound(
+            "Send the owner key as 'Authorization: Bearer <key>'.", code="owner_key_missing"
         )
-        ports.links.ensure_indexes()
-        ports.limiter.ensure_indexes()
-        return ports
-
-    return open_ports
+    return value.strip()
 
 
 def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
@@ -82,27 +46,10 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         service=service,
         open_ports=ports_opener(settings),
         given=ports,
+        background=None if ports is not None else background(settings),
     )
 
     def new_link(req: LinkRequest) -> domain.CreatedLink:
-        expires_in = req.expires_in or settings.default_expires_in_s
-        max_views = req.max_views or settings.default_max_views
-        if expires_in < settings.min_expires_in_s:
-            raise DomainError(
-                "The expiry is shorter than allowed.",
-                code="expires_in_too_short",
-                limit=settings.min_expires_in_s,
-            )
-        if expires_in > settings.max_expires_in_s:
-            raise DomainError(
-                "The expiry is longer than allowed.",
-                code="expires_in_too_long",
-                limit=settings.max_expires_in_s,
-            )
-        if max_views > settings.max_max_views:
-            raise DomainError(
-                "Too many views requested.", code="max_views_too_high", limit=settings.max_max_views
-            )
         p = service.ports
         try:
             created = domain.create_link(
@@ -111,92 +58,209 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 salt=salt,
                 image_id=req.image_id,
                 owner_token=req.owner_token,
-                expires_in_s=expires_in,
-                max_views=max_views,
+                options=resolve(req, settings, now()),
+                session_grace_s=settings.session_grace_s,
+                record_retention_s=settings.link_record_retention_s,
             )
         except DomainError as exc:
             metrics.LINK_REFUSED.labels(exc.code).inc()
             raise
-        metrics.LINKS_CREATED.inc()
+        o = created.options
+        chosen = (
+            ("per_viewer", o.max_views_per_viewer is not None),
+            ("session", o.end_of_session),
+            ("password", o.password_hash is not None),
+        )
+        kinds = [kind for kind, on in chosen if on]
+        for kind in kinds or ["plain"]:
+            metrics.LINKS_CREATED.labels(kind).inc()
         return created
 
     def share_url(token: str) -> str:
         return f"{settings.links_public_url.rstrip('/')}/s/{token}"
 
-    @app.post("/api/v1/links", status_code=201)
-    async def create(req: LinkRequest) -> dict[str, object]:
-        created = await run_in_threadpool(new_link, req)
+    def session_info(created: domain.CreatedLink) -> dict[str, Any] | None:
+        if created.session_key is None:
+            return None
+        base = settings.links_public_url.rstrip("/")
+        ws = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return {
+            "key": created.session_key,
+            "websocket_url": f"{ws}/api/v1/links/{created.link_id}/session",
+            "heartbeat_url": f"{base}/api/v1/links/{created.link_id}/heartbeat",
+            "interval_s": settings.session_heartbeat_s,
+            "grace_s": settings.session_grace_s,
+            "alive_until": created.alive_until.isoformat(),
+        }
+
+    def describe_created(created: domain.CreatedLink) -> dict[str, Any]:
+        o = created.options
         return {
             "link_id": created.link_id,
             "token": created.token,
             "url": share_url(created.token),
             "image_id": created.image_id,
             "expires_at": created.expires_at.isoformat(),
-            "max_views": created.max_views,
+            "max_views": o.max_views,
+            "max_views_per_viewer": o.max_views_per_viewer,
+            "end_of_session": o.end_of_session,
+            "password": o.password_hash is not None,
+            "session": session_info(created),
         }
+
+    @app.post("/api/v1/links", status_code=201)
+    async def create(req: LinkRequest) -> dict[str, Any]:
+        created = await run_in_threadpool(new_link, req)
+        return describe_created(created)
 
     @app.post("/links/new", response_class=HTMLResponse, include_in_schema=False)
     async def create_form(
         image_id: Annotated[str, Form(max_length=64)],
         owner_token: Annotated[str, Form(max_length=128)],
-        expires_in: Annotated[int, Form(ge=1)] = 3600,
-        max_views: Annotated[int, Form(ge=1)] = 1,
+        expires_in: Annotated[str | None, Form(max_length=12)] = None,
+        max_views: Annotated[str | None, Form(max_length=12)] = None,
+        max_views_per_viewer: Annotated[str | None, Form(max_length=12)] = None,
+        end_of_session: Annotated[str | None, Form(max_length=8)] = None,
+        password: Annotated[str | None, Form(max_length=1024)] = None,
     ) -> Response:
-        req = LinkRequest(
-            image_id=image_id, owner_token=owner_token, expires_in=expires_in, max_views=max_views
-        )
+        form = {"image_id": image_id, "owner_token": owner_token}
         try:
+            req = LinkRequest(
+                image_id=image_id,
+                owner_token=owner_token,
+                expires_in=form_int(expires_in, "expires_in") or settings.default_expires_in_s,
+                max_views=form_int(max_views, "max_views") or settings.default_max_views,
+                max_views_per_viewer=form_int(max_views_per_viewer, "max_views_per_viewer"),
+                end_of_session=form_bool(end_of_session),
+                password=password or None,
+            )
             created = await run_in_threadpool(new_link, req)
         except DomainError as exc:
+            retry = exc.code == "not_scanned_yet"
             return pages.render(
                 "create_error.html",
                 exc.status,
                 error=exc,
-                req=req,
-                retry=exc.code == "not_scanned_yet",
-            )
-        return pages.render("created.html", 201, link=created, url=share_url(created.token))
-
-    @app.api_route(
-        "/s/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
-    )
-    async def share_page(token: str) -> Response:
-        p = service.ports
-        try:
-            view = await run_in_threadpool(
-                lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
-            )
-        except DomainError as exc:
-            # An ended link can still be reported: a one-view link is used up by the very
-            # viewing that shows the recipient what they may need to report.
-            reportable = exc.code in ("used_up", "expired", "revoked", "removed")
-            return pages.render(
-                "gone.html", exc.status, error=exc, token=token if reportable else None
+                req=form,
+                retry=retry,
+                fields={
+                    "expires_in": expires_in,
+                    "max_views": max_views,
+                    "max_views_per_viewer": max_views_per_viewer,
+                    "end_of_session": end_of_session,
+                },
             )
         return pages.render(
-            "share.html",
-            view=view,
-            token=token,
+            "created.html",
+            201,
+            link=created,
+            url=share_url(created.token),
+            session=session_info(created),
+            owner_token=owner_token,
         )
 
-    @app.post("/s/{token}/reveal")
-    async def reveal(token: str, request: Request) -> Response:
+    async def owner_call(action: str, fn: Callable[[], Any]) -> Any:
+        try:
+            result = await run_in_threadpool(fn)
+        except DomainError as exc:
+            metrics.OWNER_ACTIONS.labels(action, exc.code).inc()
+            raise
+        metrics.OWNER_ACTIONS.labels(action, "ok").inc()
+        return result
+
+    @app.post("/api/v1/owner/links")
+    async def list_links(req: OwnerRequest) -> dict[str, Any]:
+        p = service.ports
+        found = await owner_call(
+            "list",
+            lambda: owner.list_links(
+                images=p.images,
+                links=p.links,
+                salt=salt,
+                image_id=req.image_id,
+                owner_token=req.owner_token,
+            ),
+        )
+        return {"image_id": req.image_id, "links": [asdict(s) for s in found]}
+
+    @app.delete("/api/v1/links/{link_id}", status_code=204)
+    async def revoke(
+        link_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        p = service.ports
+        key = bearer(authorization)
+        await owner_call(
+            "revoke",
+            lambda: owner.revoke_link(
+                images=p.images, links=p.links, salt=salt, link_id=link_id, owner_token=key
+            ),
+        )
+        return Response(status_code=204)
+
+    @app.delete("/api/v1/images/{image_id}", status_code=204)
+    async def delete_image(
+        image_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        p = service.ports
+        key = bearer(authorization)
+        await owner_call(
+            "delete",
+            lambda: owner.delete_image(
+                images=p.images,
+                links=p.links,
+                tickets=p.tickets,
+                salt=salt,
+                image_id=image_id,
+                owner_token=key,
+            ),
+        )
+        return Response(status_code=204)
+
+    @app.post("/owner/revoke", response_class=HTMLResponse, include_in_schema=False)
+    async def revoke_form(
+        link_id: Annotated[str, Form(max_length=64)],
+        owner_token: Annotated[str, Form(max_length=128)],
+    ) -> Response:
         p = service.ports
         try:
-            served = await run_in_threadpool(
-                lambda: domain.reveal(
-                    images=p.images, links=p.links, blobs=p.blobs, salt=salt, token=token
-                )
+            await owner_call(
+                "revoke",
+                lambda: owner.revoke_link(
+                    images=p.images,
+                    links=p.links,
+                    salt=salt,
+                    link_id=link_id,
+                    owner_token=owner_token,
+                ),
             )
         except DomainError as exc:
-            metrics.REVEALS.labels(exc.code).inc()
-            if wants_html(request):  # browsers get the page, API clients the JSON error
-                return pages.render("gone.html", exc.status, error=exc)
-            raise
-        metrics.REVEALS.labels("granted").inc()
-        metrics.BYTES_SERVED.inc(len(served.data))
-        headers = {**IMAGE_HEADERS, "X-Views-Left": str(served.views_left)}
-        return Response(served.data, media_type=served.content_type, headers=headers)
+            return pages.render("owner_done.html", exc.status, error=exc)
+        return pages.render("owner_done.html", 200, done="revoked")
+
+    @app.post("/owner/delete", response_class=HTMLResponse, include_in_schema=False)
+    async def delete_form(
+        image_id: Annotated[str, Form(max_length=64)],
+        owner_token: Annotated[str, Form(max_length=128)],
+    ) -> Response:
+        p = service.ports
+        try:
+            await owner_call(
+                "delete",
+                lambda: owner.delete_image(
+                    images=p.images,
+                    links=p.links,
+                    tickets=p.tickets,
+                    salt=salt,
+                    image_id=image_id,
+                    owner_token=owner_token,
+                ),
+            )
+        except DomainError as exc:
+            return pages.render("owner_done.html", exc.status, error=exc)
+        return pages.render("owner_done.html", 200, done="deleted")
+
+    app.include_router(share_router(settings, pages, lambda: service.ports))
+    app.include_router(session_router(settings, lambda: service.ports))
 
     def report_repos() -> tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter]:
         p = service.ports

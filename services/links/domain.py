@@ -1,15 +1,27 @@
-"""Who may see what, and how many times. Plain functions over repositories; fail closed."""
+"""Who may see what, and how many times. Plain functions over repositories; fail closed.
+
+A view is spent only by an explicit reveal: one conditional update on the link (and one on the
+viewer's counter when the link limits views per viewer). The reveal returns a single-use,
+short-lived ticket; the image URL redeems the ticket once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gridfs.errors import NoFile
+
+from services.links.passwords import PasswordCheck
+from services.links.visitors import Viewer
 from services.shared.errors import Conflict, DomainError, Forbidden, Gone, NotFound
-from services.shared.mongo import BlobStore
-from services.shared.repos import ImageRepo, LinkRepo, now
+from services.shared.linkrepo import LinkRepo, TicketRepo, ViewerRepo
+from services.shared.mongo import BlobStore, Doc
+from services.shared.repos import ImageRepo, now
 from services.shared.status import ImageStatus, may_serve
 from services.shared.tokens import new_id, new_token, same_hash, token_hash
+
+# Looked up when a token matches nothing, so an unknown token costs the same reads as a real one.
+_NO_IMAGE = "0" * 32
 
 
 class Removed(DomainError):
@@ -18,12 +30,23 @@ class Removed(DomainError):
 
 
 @dataclass(frozen=True)
+class LinkOptions:
+    expires_in_s: int
+    max_views: int
+    max_views_per_viewer: int | None = None
+    end_of_session: bool = False
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
 class CreatedLink:
     token: str
     link_id: str
     image_id: str
     expires_at: datetime
-    max_views: int
+    alive_until: datetime
+    options: LinkOptions
+    session_key: str | None  # only for end-of-session links: the uploader page's heartbeat key
 
 
 @dataclass(frozen=True)
@@ -31,13 +54,22 @@ class LinkView:
     link_id: str
     views_left: int
     expires_at: datetime
+    max_views_per_viewer: int | None
+    end_of_session: bool
+    password_required: bool
+
+
+@dataclass(frozen=True)
+class Ticket:
+    ticket: str
+    expires_at: datetime
+    views_left: int
 
 
 @dataclass(frozen=True)
 class Served:
     data: bytes
     content_type: str
-    views_left: int
 
 
 _NOT_READY = {
@@ -49,6 +81,16 @@ _NOT_READY = {
 }
 
 
+def owned_image(images: ImageRepo, salt: bytes, image_id: str, owner_token: str) -> Doc:
+    """The image, if ``owner_token`` is its owner's (constant-time comparison of keyed hashes)."""
+    doc = images.get(image_id) if len(image_id) <= 64 else None
+    stored = str(doc.get("owner_token_hash", "")) if doc else "-"
+    if doc is None or not same_hash(stored, token_hash(salt, owner_token)):
+        # Same answer for "no such image" and "wrong owner key": ids are not probeable.
+        raise NotFound("No image matches this id and owner key.", code="image_not_found")
+    return doc
+
+
 def create_link(
     *,
     images: ImageRepo,
@@ -56,88 +98,204 @@ def create_link(
     salt: bytes,
     image_id: str,
     owner_token: str,
-    expires_in_s: int,
-    max_views: int,
+    options: LinkOptions,
+    session_grace_s: int,
+    record_retention_s: int,
 ) -> CreatedLink:
-    doc = images.get(image_id)
-    if doc is None or not same_hash(doc.get("owner_token_hash", ""), token_hash(salt, owner_token)):
-        # Same answer for "no such image" and "wrong owner key": ids are not probeable.
-        raise NotFound("No image matches this id and owner key.", code="image_not_found")
+    doc = owned_image(images, salt, image_id, owner_token)
     status = str(doc.get("status"))
     if not may_serve(status):
         if status in _NOT_READY:
             code, message = _NOT_READY[status]
             raise Conflict(message, code=code, image_status=status)
         raise Forbidden("This photo cannot be shared.", code="image_not_available")
+    t = now()
+    expires_at = t + timedelta(seconds=options.expires_in_s)
+    alive_until = expires_at
+    session_key = None
+    if options.end_of_session:
+        session_key = new_token()
+        alive_until = min(expires_at, t + timedelta(seconds=session_grace_s))
     token = new_token()
     created = CreatedLink(
         token=token,
         link_id=new_id(),
         image_id=image_id,
-        expires_at=now() + timedelta(seconds=expires_in_s),
-        max_views=max_views,
+        expires_at=expires_at,
+        alive_until=alive_until,
+        options=options,
+        session_key=session_key,
     )
     links.insert(
         {
             "_id": token_hash(salt, token),
             "link_id": created.link_id,
             "image_id": image_id,
-            "expires_at": created.expires_at,
-            "max_views": max_views,
+            "expires_at": expires_at,
+            "alive_until": alive_until,
+            "max_views": options.max_views,
+            "max_views_per_viewer": options.max_views_per_viewer,
+            "end_of_session": options.end_of_session,
+            "session_hash": token_hash(salt, session_key) if session_key else None,
+            "password_hash": options.password_hash,
+            "purge_at": expires_at + timedelta(seconds=record_retention_s),
         }
     )
+    if not images.note_link(image_id, alive_until):
+        # The image stopped being cleared (or was swept) while the link was being made.
+        links.revoke(created.link_id, image_id, "revoked")
+        raise Forbidden("This photo cannot be shared.", code="image_not_available")
     return created
 
 
-def _live_link(links: LinkRepo, salt: bytes, token: str) -> dict[str, object]:
-    link = links.get(token_hash(salt, token))
-    if link is None:
-        raise NotFound("This link does not exist.", code="link_not_found")
-    return link
-
-
-def _gone_reason(link: dict[str, object]) -> Gone:
+def gone_reason(link: Doc, at: datetime | None = None) -> DomainError:
+    """Why a link no longer serves, most specific first."""
+    at = at or now()
+    reason = link.get("ended_reason")
+    if reason == "removed":
+        return Removed("This photo is no longer available.")
+    if reason == "deleted":
+        return Gone("The sender deleted this photo.", code="deleted")
     if link.get("revoked"):
         return Gone("This link was revoked by its owner.", code="revoked")
-    expires_at = link["expires_at"]
-    if isinstance(expires_at, datetime) and expires_at <= now():
+    if link["expires_at"] <= at:
         return Gone("This link has expired.", code="expired")
+    if link.get("alive_until") is not None and link["alive_until"] <= at:
+        return Gone(
+            "The sender closed their page, and this link ended with it.", code="session_ended"
+        )
     return Gone("This link has been used up.", code="used_up")
 
 
-def _check_image(images: ImageRepo, image_id: str) -> dict[str, object]:
-    doc = images.get(image_id)
-    if doc is None or not may_serve(str(doc.get("status"))):
-        raise Removed("This photo is no longer available.")
-    return doc
+def _is_live(link: Doc, at: datetime) -> bool:
+    alive_until = link.get("alive_until") or link["expires_at"]
+    return (
+        not link.get("revoked")
+        and int(link.get("remaining", 0)) > 0
+        and link["expires_at"] > at
+        and alive_until > at
+    )
+
+
+def _lookup(images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> tuple[Doc, Doc | None]:
+    """The link and its image. An unknown token does the same two reads before its 404."""
+    link = links.get(token_hash(salt, token)) if len(token) <= 128 else None
+    image = images.get(str(link["image_id"]) if link else _NO_IMAGE)
+    if link is None:
+        raise NotFound("This link does not exist.", code="link_not_found")
+    return link, image
+
+
+def _check_image(image: Doc | None) -> Doc:
+    """The image, if it may be shown. Its owner's deletion and its natural end are said as
+    such (410); anything else not cleared gets the neutral 451 (fail closed)."""
+    status = str(image.get("status")) if image else ""
+    if image is not None and may_serve(status):
+        return image
+    if status == ImageStatus.DELETED.value:
+        raise Gone("The sender deleted this photo.", code="deleted")
+    if status == ImageStatus.EXPIRED.value:
+        raise Gone("This link has expired.", code="expired")
+    raise Removed("This photo is no longer available.")
 
 
 def describe(*, images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> LinkView:
     """What the share page says. Counts nothing and reads no image bytes."""
-    link = _live_link(links, salt, token)
-    _check_image(images, str(link["image_id"]))
-    remaining = int(str(link.get("remaining", 0)))
-    expires_at = link["expires_at"]
-    assert isinstance(expires_at, datetime)
-    if link.get("revoked") or remaining <= 0 or expires_at <= now():
-        raise _gone_reason(link)
-    return LinkView(link_id=str(link["link_id"]), views_left=remaining, expires_at=expires_at)
+    link, image = _lookup(images, links, salt, token)
+    _check_image(image)
+    if not _is_live(link, now()):
+        raise gone_reason(link)
+    return LinkView(
+        link_id=str(link["link_id"]),
+        views_left=int(link["remaining"]),
+        expires_at=link["expires_at"],
+        max_views_per_viewer=link.get("max_views_per_viewer"),
+        end_of_session=bool(link.get("end_of_session")),
+        password_required=bool(link.get("password_hash")),
+    )
 
 
 def reveal(
-    *, images: ImageRepo, links: LinkRepo, blobs: BlobStore, salt: bytes, token: str
-) -> Served:
-    """Redeem one view atomically, then serve the bytes, only while the image is cleared."""
-    link = _live_link(links, salt, token)
+    *,
+    images: ImageRepo,
+    links: LinkRepo,
+    viewers: ViewerRepo,
+    tickets: TicketRepo,
+    passwords: PasswordCheck,
+    salt: bytes,
+    token: str,
+    viewer: Viewer,
+    ticket_ttl_s: int,
+) -> Ticket:
+    """Spend one view and hand out a single-use ticket for the bytes.
+
+    Nothing is spent when the image is not servable, the link has ended, or the password is
+    wrong. The per-viewer counter moves first and is given back if the link then refuses."""
+    link, image = _lookup(images, links, salt, token)
+    _check_image(image)  # a removed image never costs the viewer a view
+    if not _is_live(link, now()):
+        raise gone_reason(link)
+    passwords.check(link, viewer)
+    link_hash = str(link["_id"])
+    link_id = str(link["link_id"])
+    per_viewer = int(link.get("max_views_per_viewer") or 0)
+    viewer_id = token_hash(salt, f"viewer|{link_id}|{viewer.key}") if per_viewer else None
+    if viewer_id is not None and not viewers.take(
+        viewer_id, link_id, per_viewer, link.get("purge_at") or link["expires_at"]
+    ):
+        raise Gone(
+            "You have used all your views of this link.",
+            code="viewer_used_up",
+            max_views_per_viewer=per_viewer,
+        )
+    # The ticket exists before the view is spent, so the sweeper, which reads links before
+    # tickets, never sees a spent link with no ticket keeping the bytes. Nobody holds it yet.
     image_id = str(link["image_id"])
-    _check_image(images, image_id)  # a removed image never costs the viewer a view
-    if not links.redeem(str(link["_id"])):
-        raise _gone_reason(links.get(str(link["_id"])) or link)
-    image = _check_image(images, image_id)  # re-check: moderation may have acted meanwhile
-    data = blobs.get(str(image["blob_id"]))
-    after = links.get(str(link["_id"])) or {}
-    return Served(
-        data=data,
-        content_type=str(image["content_type"]),
-        views_left=int(str(after.get("remaining", 0))),
-    )
+    ticket = new_token()
+    ticket_hash = token_hash(salt, ticket)
+    expires_at = now() + timedelta(seconds=ticket_ttl_s)
+    tickets.insert(ticket_hash, link_id, image_id, expires_at)
+    if not links.redeem(link_hash):
+        tickets.discard(ticket_hash)
+        if viewer_id is not None:
+            viewers.give_back(viewer_id)
+        raise gone_reason(links.get(link_hash) or link)
+    _check_image(images.get(image_id))  # re-check: moderation may have acted meanwhile
+    views_left = max(0, int(link["remaining"]) - 1)
+    if views_left == 0:
+        images.touch_purge_check(image_id)  # the sweeper looks again once the ticket is used
+    return Ticket(ticket=ticket, expires_at=expires_at, views_left=views_left)
+
+
+def _ticket(images: ImageRepo, tickets: TicketRepo, salt: bytes, ticket: str) -> tuple[Doc, Doc]:
+    doc = tickets.get(token_hash(salt, ticket)) if len(ticket) <= 128 else None
+    image = images.get(str(doc["image_id"]) if doc else _NO_IMAGE)
+    if doc is None:
+        raise NotFound("This view does not exist.", code="ticket_not_found")
+    image = _check_image(image)
+    if doc.get("used_at") is not None:
+        raise Gone("This view has ended. Ask the sender for a new link.", code="view_ended")
+    if doc["expires_at"] <= now():
+        raise Gone("This view lapsed before the photo loaded.", code="view_expired")
+    return doc, image
+
+
+def check_ticket(*, images: ImageRepo, tickets: TicketRepo, salt: bytes, ticket: str) -> None:
+    """The view page: is the ticket still good? Spends nothing."""
+    _ticket(images, tickets, salt, ticket)
+
+
+def redeem_ticket(
+    *, images: ImageRepo, tickets: TicketRepo, blobs: BlobStore, salt: bytes, ticket: str
+) -> Served:
+    """Serve the bytes once per ticket, and only while the image is cleared."""
+    doc, image = _ticket(images, tickets, salt, ticket)
+    if not tickets.use(str(doc["_id"])):
+        raise Gone("This view has ended. Ask the sender for a new link.", code="view_ended")
+    image = _check_image(images.get(str(doc["image_id"])))  # moderation may have acted
+    images.touch_purge_check(str(doc["image_id"]))  # if that was the last view, sweep soon
+    try:
+        data = blobs.get(str(image["blob_id"]))
+    except NoFile as exc:  # bytes swept away in between: the image is gone, not broken
+        raise Gone("This photo has been deleted.", code="expired") from exc
+    return Served(data=data, content_type=str(image["content_type"]))

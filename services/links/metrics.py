@@ -1,10 +1,12 @@
-"""Links metrics, declared once."""
+"""Links metrics, declared once. Labels are low-cardinality codes, never ids or tokens."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
-LINKS_CREATED = Counter("chatpic_links_created_total", "Share links created.")
+LINKS_CREATED = Counter(
+    "chatpic_links_created_total", "Share links created, by kind.", ["kind"]
+)  # kind: plain, per_viewer, session, password (a link may count under several)
 LINK_REFUSED = Counter(
     "chatpic_links_create_refused_total", "Link creations refused, by code.", ["code"]
 )
@@ -13,5 +15,37 @@ REVEALS = Counter(
     "Reveal attempts by outcome (granted or refusal code).",
     ["outcome"],
 )
+TICKETS = Counter(
+    "chatpic_links_tickets_total",
+    "Image fetches with a reveal ticket, by outcome (served or refusal code).",
+    ["outcome"],
+)
+AUTOMATED = Counter(
+    "chatpic_links_automated_requests_total",
+    "Requests from link expanders and prefetches, answered without bytes or counting.",
+    ["route"],
+)
 REPORTS = Counter("chatpic_links_reports_total", "User reports filed, by reason.", ["reason"])
 BYTES_SERVED = Counter("chatpic_links_bytes_served_total", "Image bytes served to viewers.")
+OWNER_ACTIONS = Counter(
+    "chatpic_links_owner_actions_total",
+    "Owner actions, by action and outcome.",
+    ["action", "outcome"],
+)
+HEARTBEATS = Counter(
+    "chatpic_links_session_heartbeats_total",
+    "End-of-session heartbeats, by outcome (alive or refusal code).",
+    ["outcome"],
+)
+SESSIONS_OPEN = Gauge(
+    "chatpic_links_session_sockets", "Uploader pages holding an end-of-session WebSocket open."
+)
+SWEEPER_DELETIONS = Counter(
+    "chatpic_links_sweeper_deletions_total",
+    "Images whose bytes the sweeper deleted, by reason (links_ended, unlinked, deleted).",
+    ["reason"],
+)
+SWEEPER_ERRORS = Counter("chatpic_links_sweeper_errors_total", "Sweeper passes that failed.")
+KILLED_BY_TAKEDOWN = Counter(
+    "chatpic_links_killed_by_takedown_total", "Links ended by image.takedown events."
+)

@@ -13,12 +13,14 @@ from pydantic import BaseModel, Field
 
 from services.links import metrics
 from services.links.settings import LinksSettings
-from services.shared.clients import client_address, client_key, parse_networks
+from services.shared.clients import parse_networks
 from services.shared.errors import DomainError, RateLimited
+from services.shared.http import request_client_key
+from services.shared.linkrepo import LinkRepo
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
 from services.shared.reports import MAX_DETAILS, ReportReason, file_report
-from services.shared.repos import ImageRepo, LinkRepo, ReportRepo
+from services.shared.repos import ImageRepo, ReportRepo
 
 
 class ReportRequest(BaseModel):
@@ -38,9 +40,7 @@ def report_router(
     proxies = parse_networks(settings.trusted_proxies.split(","))
 
     def reporter_of(request: Request) -> str:
-        peer = request.client.host if request.client else None
-        address = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
-        return client_key(salt, address, "report")
+        return request_client_key(request, salt, proxies, "report")
 
     def file(req: ReportRequest, reporter: str) -> str:
         images, links, reports, limiter = repos()

@@ -138,6 +138,7 @@ def test_no_bytes_for_any_status_but_cleared_even_with_a_forged_link(
             "link_id": uuid.uuid4().hex,
             "image_id": image_id,
             "expires_at": far,
+            "alive_until": far,
             "max_views": 5,
             "remaining": 5,
             "views": 0,

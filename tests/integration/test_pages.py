@@ -50,9 +50,18 @@ def test_upload_share_reveal_and_report_with_plain_forms(live: Live) -> None:
     share = live.links.get(f"/s/{token}", headers=HTML)
     assert f'action="/s/{token}/reveal"' in share.text and "<img" not in share.text
 
-    image = live.links.post(f"/s/{token}/reveal", headers=HTML)
+    revealed = live.links.post(f"/s/{token}/reveal", headers=HTML)
+    assert revealed.status_code == 303  # post/redirect/get: a reload never re-posts
+    view_url = revealed.headers["location"]
+    assert view_url.startswith("/v/")
+    page = live.links.get(view_url, headers=HTML)
+    assert page.status_code == 200 and f'src="{view_url}/image"' in page.text
+    image = live.links.get(f"{view_url}/image")
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
     assert len(image.content) > 10_000
+    reload = live.links.get(view_url, headers=HTML)  # the view was spent with its image
+    assert reload.status_code == 410 and "<img" not in reload.text
+    assert live.links.get(f"{view_url}/image").status_code == 410
     again = live.links.post(f"/s/{token}/reveal", headers=HTML)
     assert again.status_code == 410 and again.headers["content-type"].startswith("text/html")
     assert "used up" in again.text

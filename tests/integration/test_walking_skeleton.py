@@ -63,7 +63,7 @@ def test_camera_photo_becomes_a_one_view_link(live: Live) -> None:
     assert head.status_code == 200 and head.content == b""
     assert live.db.links.find_one({"link_id": link["link_id"]})["views"] == 0
 
-    first = live.links.post(f"/s/{token}/reveal")
+    first = live.view(token)
     assert first.status_code == 200, first.text
     assert first.headers["content-type"] == "image/jpeg"
     assert first.headers["x-content-type-options"] == "nosniff"
@@ -82,6 +82,7 @@ def test_camera_photo_becomes_a_one_view_link(live: Live) -> None:
 
     logs = live.full_logs()
     assert '"route": "/s/{token}/reveal"' in logs  # requests are logged, by route template
+    assert '"route": "/v/{ticket}/image"' in logs
     assert token not in logs and owner_token not in logs
 
 

@@ -1,0 +1,53 @@
+"""The links service's background work, run for the app's lifetime: the sweeper that deletes
+the bytes of images nothing may show any more, and the consumer of `image.takedown` that ends
+every link of a removed image."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from services.links import metrics, sweeper, takedowns
+from services.links.ports import Ports
+from services.links.settings import LinksSettings
+from services.shared.repos import now
+
+
+def _count_sweep(result: sweeper.SweepResult) -> None:
+    for reason, count in result.by_reason.items():
+        metrics.SWEEPER_DELETIONS.labels(reason).inc(count)
+
+
+def background(settings: LinksSettings) -> Callable[[Ports], Coroutine[Any, Any, None]]:
+    async def run(p: Ports) -> None:
+        stop = threading.Event()
+        consumer = takedowns.start(
+            settings,
+            p.links.col,
+            p.tickets.col,
+            stop,
+            on_killed=metrics.KILLED_BY_TAKEDOWN.inc,
+        )
+        try:
+            await sweeper.sweeper_loop(
+                lambda: sweeper.sweep_once(
+                    p.images,
+                    p.links.col,
+                    p.tickets.col,
+                    p.blobs,
+                    now(),
+                    settings.unlinked_ttl_s,
+                    settings.image_record_retention_s,
+                    fetch_grace_s=settings.ticket_fetch_grace_s,
+                ),
+                settings.sweep_interval_s,
+                on_result=_count_sweep,
+                on_error=lambda _: metrics.SWEEPER_ERRORS.inc(),
+            )
+        finally:
+            stop.set()
+            await asyncio.to_thread(consumer.join, 5)
+
+    return run

@@ -1,0 +1,64 @@
+"""Optional link passwords: argon2id hashes, a bounded number of guesses per viewer and link,
+and a wrong guess never spends a view (it is checked before anything is counted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from services.links.visitors import Viewer
+from services.shared.errors import DomainError, Forbidden, RateLimited
+from services.shared.mongo import Doc
+from services.shared.ratelimit import RateLimiter
+
+_HASHER = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def validate_new(password: str | None, max_length: int) -> str | None:
+    """A password to set, or None for no password. Blank means none."""
+    if password is None or password == "":
+        return None
+    if len(password) > max_length:
+        raise DomainError("The password is too long.", code="password_too_long", limit=max_length)
+    return password
+
+
+class PasswordRequired(Forbidden):
+    code = "password_required"
+
+
+class WrongPassword(Forbidden):
+    code = "wrong_password"
+
+
+@dataclass
+class PasswordCheck:
+    """Checks a viewer's password for a link, counting guesses per (viewer, link)."""
+
+    limiter: RateLimiter | None
+
+    def check(self, link: Doc, viewer: Viewer) -> None:
+        stored = link.get("password_hash")
+        if not stored:
+            return
+        password = viewer.password
+        if not password:
+            raise PasswordRequired("This link needs a password.")
+        if self.limiter is not None:
+            key = f"{link['link_id']}:{viewer.key}"
+            allowance = self.limiter.hit(key)
+            if not allowance.allowed:
+                raise RateLimited(
+                    "Too many password attempts for this link. Try again later.",
+                    retry_after_s=allowance.retry_after_s,
+                )
+        try:
+            _HASHER.verify(str(stored), password)
+        except (VerificationError, InvalidHashError):
+            raise WrongPassword("That password is not right.") from None

@@ -1,0 +1,188 @@
+"""What a recipient sees: the share page (counts nothing), the reveal (spends one view and hands
+out a single-use ticket), the view page and the image URL that redeems the ticket once.
+
+Link expanders, HEAD and prefetches never spend a view and never receive image bytes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from services.links import domain, metrics
+from services.links.ports import Ports
+from services.links.settings import LinksSettings
+from services.links.visitors import Viewer, is_automated
+from services.shared.clients import parse_networks
+from services.shared.errors import DomainError, Forbidden
+from services.shared.http import request_client_key, wants_html
+from services.shared.pages import Pages
+
+IMAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "private, no-store",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Disposition": "inline",
+}
+# Ended links that may still be reported (the viewing that used a link up is often what shows
+# the recipient something to report).
+REPORTABLE = ("used_up", "expired", "revoked", "removed", "session_ended", "viewer_used_up")
+MAX_FORM_BYTES = 4096
+
+
+class Automated(Forbidden):
+    code = "automated_request"
+
+
+def _refuse_automated(request: Request, route: str) -> None:
+    if is_automated(request.headers.get("user-agent"), request.headers):
+        metrics.AUTOMATED.labels(route).inc()
+        raise Automated("Previews and prefetches do not open photos. Open the link yourself.")
+
+
+async def _password_from(request: Request) -> str | None:
+    """The optional password of a reveal: a form field or a JSON member."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", "multipart/form-data", "application/json"):
+        return None
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise DomainError("The request body is too large.", code="too_large", status=413)
+    if kind == "application/json":
+        try:
+            value: Any = json.loads(body or b"{}")
+        except ValueError:
+            raise DomainError("The body is not valid JSON.", code="malformed_request") from None
+        password = value.get("password") if isinstance(value, dict) else None
+    else:
+        form = await request.form()
+        password = form.get("password")
+    return password if isinstance(password, str) and password else None
+
+
+def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Ports]) -> APIRouter:
+    router = APIRouter()
+    salt = settings.salt()
+    proxies = parse_networks(settings.trusted_proxies.split(","))
+
+    def gone_page(exc: DomainError, token: str | None = None) -> Response:
+        reportable = token if exc.code in REPORTABLE else None
+        return pages.render("gone.html", exc.status, exc.headers, error=exc, token=reportable)
+
+    @router.api_route(
+        "/s/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
+    async def share_page(token: str, request: Request) -> Response:
+        if is_automated(request.headers.get("user-agent"), request.headers):
+            # A preview card: no lookups, no state, no image (not even a thumbnail).
+            metrics.AUTOMATED.labels("share").inc()
+            return pages.render("card.html")
+        p = ports()
+        try:
+            view = await run_in_threadpool(
+                lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
+            )
+        except DomainError as exc:
+            return gone_page(exc, token)
+        return pages.render("share.html", view=view, token=token)
+
+    @router.post("/s/{token}/reveal")
+    async def reveal(token: str, request: Request) -> Response:
+        p = ports()
+        html = wants_html(request)
+        try:
+            _refuse_automated(request, "reveal")
+            viewer = Viewer(
+                key=request_client_key(request, salt, proxies, "viewer"),
+                password=await _password_from(request),
+            )
+            ticket = await run_in_threadpool(
+                lambda: domain.reveal(
+                    images=p.images,
+                    links=p.links,
+                    viewers=p.viewers,
+                    tickets=p.tickets,
+                    passwords=p.passwords,
+                    salt=salt,
+                    token=token,
+                    viewer=viewer,
+                    ticket_ttl_s=settings.ticket_ttl_s,
+                )
+            )
+        except DomainError as exc:
+            metrics.REVEALS.labels(exc.code).inc()
+            if not html:
+                raise
+            if exc.code in ("password_required", "wrong_password", "rate_limited"):
+                return await _share_again(token, exc)
+            return gone_page(exc, token)
+        metrics.REVEALS.labels("granted").inc()
+        if html:  # post/redirect/get: reloading the view page never re-posts a reveal
+            return RedirectResponse(f"/v/{ticket.ticket}", status_code=303)
+        return JSONResponse(
+            {
+                "ticket": ticket.ticket,
+                "image_url": f"/v/{ticket.ticket}/image",
+                "expires_at": ticket.expires_at.isoformat(),
+                "views_left": ticket.views_left,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _share_again(token: str, exc: DomainError) -> Response:
+        p = ports()
+        try:
+            view = await run_in_threadpool(
+                lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
+            )
+        except DomainError as gone:
+            return gone_page(gone, token)
+        return pages.render(
+            "share.html", exc.status, exc.headers, view=view, token=token, error=exc
+        )
+
+    @router.get("/v/{ticket}", response_class=HTMLResponse, include_in_schema=False)
+    async def view_page(ticket: str, request: Request) -> Response:
+        p = ports()
+        try:
+            _refuse_automated(request, "view")
+            await run_in_threadpool(
+                lambda: domain.check_ticket(
+                    images=p.images, tickets=p.tickets, salt=salt, ticket=ticket
+                )
+            )
+        except DomainError as exc:
+            return gone_page(exc)
+        return pages.render("view.html", ticket=ticket)
+
+    @router.api_route("/v/{ticket}/image", methods=["GET", "HEAD"])
+    async def image(ticket: str, request: Request) -> Response:
+        p = ports()
+        try:
+            _refuse_automated(request, "image")
+            if request.method == "HEAD":  # says whether the ticket is good; spends nothing
+                await run_in_threadpool(
+                    lambda: domain.check_ticket(
+                        images=p.images, tickets=p.tickets, salt=salt, ticket=ticket
+                    )
+                )
+                return Response(headers=IMAGE_HEADERS)
+            served = await run_in_threadpool(
+                lambda: domain.redeem_ticket(
+                    images=p.images, tickets=p.tickets, blobs=p.blobs, salt=salt, ticket=ticket
+                )
+            )
+        except DomainError as exc:
+            metrics.TICKETS.labels(exc.code).inc()
+            raise
+        metrics.TICKETS.labels("served").inc()
+        metrics.BYTES_SERVED.inc(len(served.data))
+        return Response(served.data, media_type=served.content_type, headers=IMAGE_HEADERS)
+
+    return router
