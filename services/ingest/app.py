@@ -28,7 +28,12 @@ from services.ingest.uploads import Accepted, accept_upload, relay_pending
 from services.shared.clients import client_address, client_key, parse_networks
 from services.shared.errors import DomainError, NotFound, RateLimited
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
-from services.shared.linkoptions import EXPIRY_CHOICES_S, MAX_VIEWS_CHOICES
+from services.shared.linkoptions import (
+    EXPIRY_CHOICES_S,
+    MAX_VIEWS_CHOICES,
+    PASSWORD_MAX_LENGTH,
+    PER_VIEWER_CHOICES,
+)
 from services.shared.mongo import BlobStore, Doc
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
@@ -215,6 +220,9 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
             "link_options": {
                 "expires_in_s": list(EXPIRY_CHOICES_S),
                 "max_views": list(MAX_VIEWS_CHOICES),
+                "max_views_per_viewer": list(PER_VIEWER_CHOICES),
+                "end_of_session": True,
+                "password_max_length": PASSWORD_MAX_LENGTH,
             },
         }
 

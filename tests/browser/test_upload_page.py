@@ -114,11 +114,14 @@ def test_phone_upload_shows_progress_then_scanning_then_a_link_that_works_once(
     expect(share.get_by_text("1 view left")).to_be_visible()
     assert share.locator("img").count() == 0  # nothing of the photo before the reveal
     shot(share, shots, "phone-5-share")
-    with share.expect_navigation() as nav:
+    # The reveal leads to a view page whose image URL works once.
+    with share.expect_response(lambda r: r.url.endswith("/image")) as photo:
         share.get_by_role("button", name="Reveal photo").click()
-    response = nav.value
+    response = photo.value
     assert response.status == 200 and response.headers["content-type"] == "image/jpeg"
     assert len(response.body()) > 10_000
+    assert re.search(r"/v/[A-Za-z0-9_-]{20,}$", share.url), share.url
+    share.wait_for_function("() => document.getElementById('photo').naturalWidth > 0")
     share.screenshot(path=str(shots / "phone-6-revealed.png"))
 
     with late.expect_navigation() as nav:
