@@ -20,6 +20,23 @@ def _count_sweep(result: sweeper.SweepResult) -> None:
         metrics.SWEEPER_DELETIONS.labels(reason).inc(count)
 
 
+def _sweep(p: Ports, settings: LinksSettings) -> sweeper.SweepResult:
+    at = now()
+    ended = takedowns.reconcile(p.images.col, p.links.col, p.tickets.col, at)
+    if ended:
+        metrics.KILLED_BY_TAKEDOWN.inc(ended)
+    return sweeper.sweep_once(
+        p.images,
+        p.links.col,
+        p.tickets.col,
+        p.blobs,
+        at,
+        settings.unlinked_ttl_s,
+        settings.image_record_retention_s,
+        fetch_grace_s=settings.ticket_fetch_grace_s,
+    )
+
+
 def background(settings: LinksSettings) -> Callable[[Ports], Coroutine[Any, Any, None]]:
     async def run(p: Ports) -> None:
         stop = threading.Event()
@@ -29,19 +46,11 @@ def background(settings: LinksSettings) -> Callable[[Ports], Coroutine[Any, Any,
             p.tickets.col,
             stop,
             on_killed=metrics.KILLED_BY_TAKEDOWN.inc,
+            on_dead_letter=lambda reason: metrics.TAKEDOWN_DEAD_LETTERS.labels(reason).inc(),
         )
         try:
             await sweeper.sweeper_loop(
-                lambda: sweeper.sweep_once(
-                    p.images,
-                    p.links.col,
-                    p.tickets.col,
-                    p.blobs,
-                    now(),
-                    settings.unlinked_ttl_s,
-                    settings.image_record_retention_s,
-                    fetch_grace_s=settings.ticket_fetch_grace_s,
-                ),
+                lambda: _sweep(p, settings),
                 settings.sweep_interval_s,
                 on_result=_count_sweep,
                 on_error=lambda _: metrics.SWEEPER_ERRORS.inc(),

@@ -47,5 +47,11 @@ SWEEPER_DELETIONS = Counter(
 )
 SWEEPER_ERRORS = Counter("chatpic_links_sweeper_errors_total", "Sweeper passes that failed.")
 KILLED_BY_TAKEDOWN = Counter(
-    "chatpic_links_killed_by_takedown_total", "Links ended by image.takedown events."
+    "chatpic_links_killed_by_takedown_total",
+    "Links ended because their image was removed (image.takedown, or the sweeper's reconcile).",
+)
+TAKEDOWN_DEAD_LETTERS = Counter(
+    "chatpic_links_takedown_dead_letters_total",
+    "image.takedown records sent to the dead-letter topic, by reason.",
+    ["reason"],
 )

@@ -31,15 +31,15 @@ from kafka.structs import OffsetAndMetadata
 from pymongo.collection import Collection
 
 from services.shared.events import (
-    DEAD_LETTER_TOPIC,
     IMAGE_TAKEN_DOWN,
     EnvelopeError,
     ImageTakenDown,
     decode,
 )
-from services.shared.kafka import KafkaPublisher, Publisher, PublishError, make_consumer
+from services.shared.kafka import KafkaPublisher, Publisher, dead_letter, make_consumer
 from services.shared.mongo import Doc
 from services.shared.settings import CommonSettings
+from services.shared.status import ImageStatus
 
 log = logging.getLogger(__name__)
 
@@ -79,39 +79,23 @@ def handle(
     return killed
 
 
-def dead_letter(
-    publisher: Publisher,
-    record: Any,
-    reason: str,
-    detail: str,
-    stop: threading.Event,
-    retry_s: float = 1.0,
-) -> bool:
-    """Publish ``record`` to the dead-letter topic with its reason and origin in the headers.
-    Waits out a broker outage; False only when asked to stop before it was published.
-
-    The header contract is the scanner's (services/scanner/consumer.py); this belongs in
-    services.shared once both use it."""
-    headers = [
-        ("dlq_reason", reason.encode()),
-        ("dlq_detail", detail[:300].encode()),
-        ("source_topic", str(record.topic).encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
-    ]
-    value = record.value if record.value is not None else b""
-    while True:
-        try:
-            publisher.publish_raw(DEAD_LETTER_TOPIC, record.key, value, headers)
-            break
-        except PublishError:
-            if stop.wait(retry_s):
-                return False
-    log.warning(
-        "record dead-lettered",
-        extra={"reason": reason, "topic": record.topic, "offset": record.offset},
-    )
-    return True
+def reconcile(
+    images: Collection[Doc],
+    links: Collection[Doc],
+    tickets: Collection[Doc],
+    now: datetime,
+    limit: int = 100,
+) -> int:
+    """The same work for removed images whose links were not ended yet: an `image.takedown`
+    the broker lost (it may forget everything) or dead-lettered still takes effect. Status
+    already refuses every access; this keeps the link records and owner listings true."""
+    ended = 0
+    query = {"status": ImageStatus.REMOVED.value, "links_ended_at": None}
+    for doc in images.find(query, {"_id": 1}).limit(limit):
+        image_id = str(doc["_id"])
+        ended += handle(ImageTakenDown(image_id=image_id, reason="removed"), links, tickets, now)
+        images.update_one({"_id": image_id}, {"$set": {"links_ended_at": now}})
+    return ended
 
 
 class _Consumer(Protocol):

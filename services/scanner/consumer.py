@@ -20,8 +20,8 @@ from kafka.structs import OffsetAndMetadata
 from services.scanner import metrics
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
-from services.shared.events import DEAD_LETTER_TOPIC, IMAGE_UPLOADED, EnvelopeError, decode
-from services.shared.kafka import Publisher, PublishError
+from services.shared.events import IMAGE_UPLOADED, EnvelopeError, decode
+from services.shared.kafka import Publisher, PublishError, dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +96,4 @@ class ScanConsumer:
 
     def _dead_letter(self, record: Any, reason: str, detail: str) -> bool:
         metrics.DEAD_LETTERS.labels(reason).inc()
-        headers = [
-            ("dlq_reason", reason.encode()),
-            ("dlq_detail", detail[:300].encode()),
-            ("source_topic", str(record.topic).encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
-        value = record.value if record.value is not None else b""
-        while True:
-            try:
-                self.publisher.publish_raw(DEAD_LETTER_TOPIC, record.key, value, headers)
-                break
-            except PublishError:
-                if self.stop.wait(1.0):
-                    return False
-        log.warning("record dead-lettered", extra={"reason": reason, "offset": record.offset})
-        return True
+        return dead_letter(self.publisher, record, reason, detail, self.stop)

@@ -13,7 +13,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from services.shared.events import TOPICS, Envelope, encode, topic_name
+from services.shared.events import DEAD_LETTER_TOPIC, TOPICS, Envelope, encode, topic_name
 from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,39 @@ class MemoryPublisher:
 
     def close(self) -> None:
         return None
+
+
+def dead_letter(
+    publisher: Publisher,
+    record: Any,
+    reason: str,
+    detail: str,
+    stop: threading.Event,
+    retry_s: float = 1.0,
+) -> bool:
+    """Publish a consumed ``record`` to the dead-letter topic, its reason and origin in the
+    headers (dlq_reason, dlq_detail, source_topic, source_partition, source_offset). Waits out
+    a broker outage; False only when asked to stop before it was published."""
+    headers = [
+        ("dlq_reason", reason.encode()),
+        ("dlq_detail", detail[:300].encode()),
+        ("source_topic", str(record.topic).encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
+    value = record.value if record.value is not None else b""
+    while True:
+        try:
+            publisher.publish_raw(DEAD_LETTER_TOPIC, record.key, value, headers)
+            break
+        except PublishError:
+            if stop.wait(retry_s):
+                return False
+    log.warning(
+        "record dead-lettered",
+        extra={"reason": reason, "topic": record.topic, "offset": record.offset},
+    )
+    return True
 
 
 def make_consumer(settings: CommonSettings, group_id: str, topics: list[str]) -> KafkaConsumer:

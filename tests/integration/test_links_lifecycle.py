@@ -228,3 +228,21 @@ def test_takedown_answers_451_and_ends_every_link(live: Live) -> None:
 
     eventually(all_ended, timeout=15)  # the links service consumed image.takedown
     assert all(views(live, link) == 0 for link in links)
+
+
+def test_a_lost_takedown_event_still_ends_the_links(live: Live) -> None:
+    """The broker may forget an image.takedown (it keeps nothing across a restart): the
+    sweeper's reconcile ends the links of removed images all the same."""
+    image_id, _ = image = cleared_upload(live, unique_photo(seed=452))
+    link = make_link(live, image, max_views=2)
+    live.db.images.update_one(  # removed with no event published at all
+        {"_id": image_id}, {"$set": {"status": "removed", "removal": {"reason": "test"}}}
+    )
+    assert live.links.post(f"/s/{link['token']}/reveal").status_code == 451  # at once
+
+    def ended() -> bool:
+        doc = live.db.links.find_one({"link_id": link["link_id"]})
+        return bool(doc.get("revoked")) and doc.get("ended_reason") == "removed"
+
+    eventually(ended, timeout=10)
+    assert live.db.images.find_one({"_id": image_id})["links_ended_at"] is not None

@@ -152,7 +152,6 @@ def test_takedown_ends_every_link_drops_tickets_and_dead_letters_garbage(live: L
         assert live.db.tickets.find_one({"_id": used["_id"]}) is not None
         assert live.db.tickets.find_one({"_id": others["_id"]}) is not None
         assert live.db.links.find_one({"image_id": other}).get("revoked") is not True
-        print(f"takedown handled in {took:.2f} s")
         assert killed == [2], took
 
         # A redelivery changes nothing; garbage is dead-lettered and consumption goes on.
