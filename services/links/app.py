@@ -148,6 +148,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                     "max_views": max_views,
                     "max_views_per_viewer": max_views_per_viewer,
                     "end_of_session": end_of_session,
+                    # carried so "Try again" keeps the password (the uploader's own page)
+                    "password": password,
                 },
             )
         return pages.render(
