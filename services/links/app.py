@@ -185,26 +185,17 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         )
         return {"image_id": req.image_id, "links": [asdict(s) for s in found]}
 
-    @app.delete("/api/v1/links/{link_id}", status_code=204)
-    async def revoke(
-        link_id: str, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
+    async def revoke_link(link_id: str, key: str) -> None:
         p = service.ports
-        key = bearer(authorization)
         await owner_call(
             "revoke",
             lambda: owner.revoke_link(
                 images=p.images, links=p.links, salt=salt, link_id=link_id, owner_token=key
             ),
         )
-        return Response(status_code=204)
 
-    @app.delete("/api/v1/images/{image_id}", status_code=204)
-    async def delete_image(
-        image_id: str, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
+    async def delete_everywhere(image_id: str, key: str) -> None:
         p = service.ports
-        key = bearer(authorization)
         await owner_call(
             "delete",
             lambda: owner.delete_image(
@@ -216,6 +207,19 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 owner_token=key,
             ),
         )
+
+    @app.delete("/api/v1/links/{link_id}", status_code=204)
+    async def revoke(
+        link_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        await revoke_link(link_id, bearer(authorization))
+        return Response(status_code=204)
+
+    @app.delete("/api/v1/images/{image_id}", status_code=204)
+    async def delete_image(
+        image_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        await delete_everywhere(image_id, bearer(authorization))
         return Response(status_code=204)
 
     @app.post("/owner/revoke", response_class=HTMLResponse, include_in_schema=False)
@@ -223,18 +227,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         link_id: Annotated[str, Form(max_length=64)],
         owner_token: Annotated[str, Form(max_length=128)],
     ) -> Response:
-        p = service.ports
         try:
-            await owner_call(
-                "revoke",
-                lambda: owner.revoke_link(
-                    images=p.images,
-                    links=p.links,
-                    salt=salt,
-                    link_id=link_id,
-                    owner_token=owner_token,
-                ),
-            )
+            await revoke_link(link_id, owner_token)
         except DomainError as exc:
             return pages.render("owner_done.html", exc.status, error=exc)
         return pages.render("owner_done.html", 200, done="revoked")
@@ -244,19 +238,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         image_id: Annotated[str, Form(max_length=64)],
         owner_token: Annotated[str, Form(max_length=128)],
     ) -> Response:
-        p = service.ports
         try:
-            await owner_call(
-                "delete",
-                lambda: owner.delete_image(
-                    images=p.images,
-                    links=p.links,
-                    tickets=p.tickets,
-                    salt=salt,
-                    image_id=image_id,
-                    owner_token=owner_token,
-                ),
-            )
+            await delete_everywhere(image_id, owner_token)
         except DomainError as exc:
             return pages.render("owner_done.html", exc.status, error=exc)
         return pages.render("owner_done.html", 200, done="deleted")

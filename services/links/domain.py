@@ -167,7 +167,8 @@ def gone_reason(link: Doc, at: datetime | None = None) -> DomainError:
     return Gone("This link has been used up.", code="used_up")
 
 
-def _is_live(link: Doc, at: datetime) -> bool:
+def is_live(link: Doc, at: datetime) -> bool:
+    """Python twin of ``linkrepo.live_filter`` for a link already read."""
     alive_until = link.get("alive_until") or link["expires_at"]
     return (
         not link.get("revoked")
@@ -203,7 +204,7 @@ def describe(*, images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> 
     """What the share page says. Counts nothing and reads no image bytes."""
     link, image = _lookup(images, links, salt, token)
     _check_image(image)
-    if not _is_live(link, now()):
+    if not is_live(link, now()):
         raise gone_reason(link)
     return LinkView(
         link_id=str(link["link_id"]),
@@ -233,7 +234,7 @@ def reveal(
     wrong. The per-viewer counter moves first and is given back if the link then refuses."""
     link, image = _lookup(images, links, salt, token)
     _check_image(image)  # a removed image never costs the viewer a view
-    if not _is_live(link, now()):
+    if not is_live(link, now()):
         raise gone_reason(link)
     passwords.check(link, viewer)
     link_hash = str(link["_id"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.links.domain import gone_reason, owned_image
+from services.links.domain import gone_reason, is_live, owned_image
 from services.shared.errors import Conflict, NotFound
 from services.shared.linkrepo import LinkRepo, TicketRepo
 from services.shared.mongo import Doc
@@ -34,15 +34,7 @@ class LinkSummary:
 
 
 def link_state(link: Doc, at: datetime) -> str:
-    alive_until = link.get("alive_until") or link["expires_at"]
-    if (
-        not link.get("revoked")
-        and int(link.get("remaining", 0)) > 0
-        and link["expires_at"] > at
-        and alive_until > at
-    ):
-        return "live"
-    return gone_reason(link, at).code
+    return "live" if is_live(link, at) else gone_reason(link, at).code
 
 
 def list_links(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -258,6 +259,8 @@ def test_sweeper_loop_survives_failures_and_keeps_going() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(run())
+    # In its own thread: a session-wide browser fixture may hold this thread's event loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result(timeout=30)
     assert len(errors) == 1 and str(errors[0]) == "database down"
     assert results and results[0].by_reason == {"unlinked": 1}
