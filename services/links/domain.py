@@ -255,13 +255,14 @@ def reveal(
     ticket = new_token()
     ticket_hash = token_hash(salt, ticket)
     expires_at = now() + timedelta(seconds=ticket_ttl_s)
-    tickets.insert(ticket_hash, link_id, image_id, expires_at)
+    last = int(link["remaining"]) <= 1  # this reveal may spend the link's last view
+    tickets.insert(ticket_hash, link_id, image_id, expires_at, last=last)
     if not links.redeem(link_hash):
         tickets.discard(ticket_hash)
         if viewer_id is not None:
             viewers.give_back(viewer_id)
         raise gone_reason(links.get(link_hash) or link)
-    _check_image(images.get(image_id))  # re-check: moderation may have acted meanwhile
+    # No second status read here: the image URL checks the status again before any byte.
     views_left = max(0, int(link["remaining"]) - 1)
     if views_left == 0:
         images.touch_purge_check(image_id)  # the sweeper looks again once the ticket is used
@@ -294,7 +295,8 @@ def redeem_ticket(
     if not tickets.use(str(doc["_id"])):
         raise Gone("This view has ended. Ask the sender for a new link.", code="view_ended")
     image = _check_image(images.get(str(doc["image_id"])))  # moderation may have acted
-    images.touch_purge_check(str(doc["image_id"]))  # if that was the last view, sweep soon
+    if doc.get("last"):  # the link's last view is being served: the sweeper looks soon
+        images.touch_purge_check(str(doc["image_id"]))
     try:
         data = blobs.get(str(image["blob_id"]))
     except NoFile as exc:  # bytes swept away in between: the image is gone, not broken

@@ -136,7 +136,16 @@ class TicketRepo:
     def ensure_indexes(self) -> None:
         self.col.create_index([("image_id", ASCENDING)])
 
-    def insert(self, ticket_hash: str, link_id: str, image_id: str, expires_at: datetime) -> None:
+    def insert(
+        self,
+        ticket_hash: str,
+        link_id: str,
+        image_id: str,
+        expires_at: datetime,
+        *,
+        last: bool = False,
+    ) -> None:
+        """``last``: the reveal that made it may have spent the link's last view."""
         self.col.insert_one(
             {
                 "_id": ticket_hash,
@@ -145,6 +154,7 @@ class TicketRepo:
                 "expires_at": expires_at,
                 "used_at": None,
                 "created_at": now(),
+                "last": last,
             }
         )
 

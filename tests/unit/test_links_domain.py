@@ -63,7 +63,9 @@ class FakeTickets:
         self.reads = reads
         self.rows: list[str] = []
 
-    def insert(self, h: str, link_id: str, image_id: str, expires_at: datetime) -> None:
+    def insert(
+        self, h: str, link_id: str, image_id: str, expires_at: datetime, *, last: bool = False
+    ) -> None:
         self.reads.calls.append(("tickets", "insert"))
         self.rows.append(h)
 
