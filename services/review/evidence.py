@@ -13,6 +13,7 @@ from services.shared.repos import AuditRepo, ImageRepo
 log = logging.getLogger(__name__)
 
 CONSOLE_ACTOR = "console"  # until reviewer accounts exist, the loopback console is the actor
+MIN_REASON = 3
 
 
 @dataclass(frozen=True)
@@ -21,19 +22,31 @@ class Evidence:
     content_type: str
 
 
-def read_evidence(
-    *, images: ImageRepo, vault: BlobStore, audit: AuditRepo, image_id: str, reason: str
-) -> Evidence:
+def require_reason(reason: str) -> str:
+    """The reason for looking at evidence: a few words, at most 500 characters kept."""
     reason = reason.strip()
-    if len(reason) < 3:
+    if len(reason) < MIN_REASON:
         raise DomainError(
             "Say why you need to see this evidence (a few words).", code="reason_required"
         )
+    return reason[:500]
+
+
+def read_evidence(
+    *,
+    images: ImageRepo,
+    vault: BlobStore,
+    audit: AuditRepo,
+    image_id: str,
+    reason: str,
+    actor: str = CONSOLE_ACTOR,
+) -> Evidence:
+    reason = require_reason(reason)
     doc = images.get(image_id)
     evidence = (doc or {}).get("evidence") or {}
     if not evidence or evidence.get("purged_at"):
         raise NotFound("No evidence is held for this image.", code="evidence_not_found")
-    audit.record("evidence.view", CONSOLE_ACTOR, image_id, reason[:500])
+    audit.record("evidence.view", actor, image_id, reason)
     return Evidence(vault.get(str(evidence["blob_id"])), str(evidence["content_type"]))
 
 
