@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-browser browser bench-scan bench-throughput bench-ingest bench-index bench-reveal lint format typecheck check bench clean
+.PHONY: help install run admin test test-unit test-integration test-browser browser bench-scan bench-throughput bench-ingest bench-index bench-reveal lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -22,6 +22,10 @@ install: $(STAMP) ## Create .venv and install ChatPic with the local broker and 
 
 run: $(STAMP) ## Start broker, database and all services; prints the URL to open (Ctrl-C stops)
 	$(PY) -m deploy.local.stack
+
+admin: $(STAMP) ## Create a review-console admin on the running stack: make admin USER=name (prints its password)
+	CHATPIC_MONGO_URI="$${CHATPIC_MONGO_URI:-mongodb://127.0.0.1:$${CHATPIC_MONGO_PORT:-27117}/}" \
+	  $(PY) -m services.review.cli create-admin "$(USER)"
 
 test: $(STAMP) browser ## Run every test (starts its own broker, database and services on free ports)
 	CHATPIC_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider

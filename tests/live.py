@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,54 @@ from pymongo import MongoClient
 
 from deploy.local.stack import Stack, StackPorts
 
+ADMIN_USERNAME = "admin"
+
 
 @dataclass
 class Live:
     stack: Stack
     ingest: httpx.Client
     links: httpx.Client
-    review: httpx.Client
+    review_anon: httpx.Client  # the review console without a session
     scanner: httpx.Client
     mongo: MongoClient[dict[str, Any]]
+    admin_password: str
+    review: httpx.Client = field(init=False)  # logged in as the first admin, CSRF header set
+    _opened: list[httpx.Client] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.review = self.login(ADMIN_USERNAME, self.admin_password)
+
+    @property
+    def review_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.ports.review}"
+
+    def login(self, username: str, password: str, **client_args: Any) -> httpx.Client:
+        """A review client logged in as ``username``, sending its CSRF token on every call."""
+        client = httpx.Client(base_url=self.review_url, timeout=30, **client_args)
+        self._opened.append(client)
+        client.get("/login")  # sets the login form's double-submit cookie
+        form_token = client.cookies.get("review_login", "")
+        resp = client.post(
+            "/login", data={"username": username, "password": password, "csrf_token": form_token}
+        )
+        assert resp.status_code == 200, resp.text
+        client.headers["X-CSRF-Token"] = resp.json()["csrf_token"]
+        return client
+
+    def create_reviewer(
+        self, username: str | None = None, role: str = "reviewer"
+    ) -> tuple[httpx.Client, str]:
+        """A new account made by the admin through the API: its logged-in client and password."""
+        username = username or f"rev-{secrets.token_hex(4)}"
+        resp = self.review.post("/api/v1/accounts", json={"username": username, "role": role})
+        assert resp.status_code == 201, resp.text
+        password = str(resp.json()["password"])
+        return self.login(username, password), password
+
+    def close(self) -> None:
+        for client in self._opened:
+            client.close()
 
     @property
     def db(self) -> Any:
@@ -67,11 +107,15 @@ class Live:
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     var_dir: Path = tmp_path_factory.mktemp("chatpic-var")
+    admin_password = secrets.token_urlsafe(18)
     # Many uploads come from 127.0.0.1 in one session; the rate limit has its own test.
     stack = Stack(
         var_dir=var_dir,
         ports=StackPorts.free(),
         extra_env={
+            # The review console's first admin (live.review logs in as it); short lockouts.
+            "CHATPIC_REVIEW_ADMIN_PASSWORD": admin_password,
+            "CHATPIC_REVIEW_LOGIN_LOCKOUT_S": "2",
             "CHATPIC_UPLOAD_RATE_LIMIT": "100000",
             "CHATPIC_MIN_EXPIRES_IN_S": "1",
             # End-of-session links die 3 s after the uploader's page stops (1 s heartbeats),
@@ -89,18 +133,23 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         for name, port in (
             ("ingest", p.ingest),
             ("links", p.links),
-            ("review", p.review),
+            ("review_anon", p.review),
             ("scanner", p.scanner),
         )
     }
     mongo: MongoClient[dict[str, Any]] = MongoClient(
         f"mongodb://127.0.0.1:{p.mongo}/", retryWrites=False, tz_aware=True
     )
-    live = Live(stack=stack, mongo=mongo, **clients)
+    try:
+        live = Live(stack=stack, mongo=mongo, admin_password=admin_password, **clients)
+    except BaseException:
+        stack.stop()
+        raise
     try:
         yield live
     finally:
         dead = stack.dead()
+        live.close()
         for c in clients.values():
             c.close()
         mongo.close()

@@ -6,6 +6,7 @@ The broker keeps everything in memory; the database keeps its files under ``var/
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -24,6 +25,7 @@ from typing import IO
 ROOT = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1
 SERVICES = ("ingest", "links", "review", "scanner")
+ADMIN_PASSWORD_FILE = "review_admin_password"
 
 
 def _die_with_parent() -> None:
@@ -128,6 +130,18 @@ class Stack:
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def admin_password_file(self) -> Path | None:
+        """Where the review console's first admin password is kept (generated on first start,
+        mode 0600), unless the stack's settings give one."""
+        if "CHATPIC_REVIEW_ADMIN_PASSWORD" in self.extra_env:
+            return None
+        path = self.var_dir / ADMIN_PASSWORD_FILE
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(15) + "\n")
+        return path
 
     def service_env(self) -> dict[str, str]:
         p = self.ports
@@ -248,6 +262,9 @@ class Stack:
         else:
             env["CHATPIC_PORT"] = str(getattr(self.ports, name))
             key = name
+        admin_password = self.admin_password_file() if name == "review" else None
+        if admin_password is not None:
+            env["CHATPIC_REVIEW_ADMIN_PASSWORD"] = admin_password.read_text().strip()
         self._spawn(key, [sys.executable, "-m", f"services.{name}"], env)
         return key
 
@@ -330,10 +347,14 @@ def main() -> int:
             print(f"See the logs in {var_dir / 'logs'}.", file=sys.stderr)
         return 1
     p = stack.ports
+    password_file = var_dir / ADMIN_PASSWORD_FILE
+    with contextlib.suppress(ValueError):
+        password_file = password_file.relative_to(ROOT)
     print(
         "\nChatPic is running.\n"
         f"  Open:            http://127.0.0.1:{p.ingest}/\n"
-        f"  Review console:  http://127.0.0.1:{p.review}/  (loopback only)\n"
+        f"  Review console:  http://127.0.0.1:{p.review}/  (user admin, password in "
+        f"{password_file})\n"
         f"  Metrics:         http://127.0.0.1:{p.ingest}/metrics, :{p.links}, :{p.review}, "
         f":{p.scanner}-{p.scanner + stack.scanners - 1} ({stack.scanners} scanners)\n"
         "Press Ctrl-C to stop.",

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from services.links.visitors import Viewer
 from services.shared.errors import DomainError, Forbidden, RateLimited
 from services.shared.mongo import Doc
+from services.shared.passwords import hash_password as hash_password  # re-exported
+from services.shared.passwords import verify_password
 from services.shared.ratelimit import RateLimiter
-
-_HASHER = PasswordHasher()
-
-
-def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
 
 
 def validate_new(password: str | None, max_length: int) -> str | None:
@@ -58,7 +51,5 @@ class PasswordCheck:
                     "Too many password attempts for this link. Try again later.",
                     retry_after_s=allowance.retry_after_s,
                 )
-        try:
-            _HASHER.verify(str(stored), password)
-        except (VerificationError, InvalidHashError):
-            raise WrongPassword("That password is not right.") from None
+        if not verify_password(str(stored), password):
+            raise WrongPassword("That password is not right.")

@@ -48,9 +48,11 @@ def create_service_app(
     background: Callable[[P], Coroutine[Any, Any, None]] | None = None,
     close_ports: Callable[[P], None] | None = None,
     inner_middleware: Callable[[FastAPI], None] | None = None,
+    public_docs: bool = True,
 ) -> FastAPI:
     """``open_ports`` runs in a worker thread at start (it may create indexes); with ``given``
-    (tests) no database client is opened."""
+    (tests) no database client is opened. ``public_docs=False`` leaves out /docs, /redoc and
+    /openapi.json (a service that needs a login serves its own, behind it)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,7 +79,10 @@ def create_service_app(
             if client is not None:
                 client.close()
 
-    app = FastAPI(title=f"ChatPic {name}", version="1", lifespan=lifespan)
+    docs: dict[str, Any] = (
+        {} if public_docs else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    )
+    app = FastAPI(title=f"ChatPic {name}", version="1", lifespan=lifespan, **docs)
     install_error_handlers(app)
     if inner_middleware is not None:
         inner_middleware(app)  # added first, so the metrics middleware sees its answers too
