@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from services.links import domain, metrics, owner
+from services.links.appeal_routes import appeal_router
 from services.links.background import background
 from services.links.options import LinkRequest, OwnerRequest, form_bool, form_int, resolve
 from services.links.ports import Ports, ports_opener
@@ -20,6 +21,7 @@ from services.links.session_routes import session_router
 from services.links.settings import LinksSettings
 from services.links.share_routes import share_router
 from services.shared.errors import DomainError, NotFound
+from services.shared.jobrepo import JobRepo
 from services.shared.linkrepo import LinkRepo
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
@@ -247,9 +249,10 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
     app.include_router(share_router(settings, pages, lambda: service.ports))
     app.include_router(session_router(settings, lambda: service.ports))
 
-    def report_repos() -> tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter]:
+    def report_repos() -> tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter, JobRepo]:
         p = service.ports
-        return p.images, p.links, p.reports, p.limiter
+        return p.images, p.links, p.reports, p.limiter, p.jobs
 
     app.include_router(report_router(settings, pages, report_repos))
+    app.include_router(appeal_router(settings, lambda: service.ports))
     return app

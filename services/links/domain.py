@@ -187,6 +187,9 @@ def _lookup(images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> tupl
     return link, image
 
 
+_OWN_ENDINGS = (ImageStatus.CLEARED.value, ImageStatus.EXPIRED.value, ImageStatus.DELETED.value)
+
+
 def _check_image(image: Doc | None) -> Doc:
     """The image, if it may be shown. Its owner's deletion and its natural end are said as
     such (410); anything else not cleared gets the neutral 451 (fail closed)."""
@@ -200,12 +203,23 @@ def _check_image(image: Doc | None) -> Doc:
     raise Removed("This photo is no longer available.")
 
 
+def _check_link_and_image(link: Doc, image: Doc | None) -> None:
+    """Refuse an ended link or an image that may not be shown. A link that ended on its own
+    says why (used up, expired…) even after the sweeper deleted the bytes; moderation's 451
+    wins over everything."""
+    ended = None if is_live(link, now()) else gone_reason(link)
+    status = str(image.get("status")) if image else ""
+    if ended is not None and status in _OWN_ENDINGS:
+        raise ended
+    _check_image(image)
+    if ended is not None:
+        raise ended
+
+
 def describe(*, images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> LinkView:
     """What the share page says. Counts nothing and reads no image bytes."""
     link, image = _lookup(images, links, salt, token)
-    _check_image(image)
-    if not is_live(link, now()):
-        raise gone_reason(link)
+    _check_link_and_image(link, image)
     return LinkView(
         link_id=str(link["link_id"]),
         views_left=int(link["remaining"]),
@@ -233,9 +247,7 @@ def reveal(
     Nothing is spent when the image is not servable, the link has ended, or the password is
     wrong. The per-viewer counter moves first and is given back if the link then refuses."""
     link, image = _lookup(images, links, salt, token)
-    _check_image(image)  # a removed image never costs the viewer a view
-    if not is_live(link, now()):
-        raise gone_reason(link)
+    _check_link_and_image(link, image)  # a removed image never costs the viewer a view
     passwords.check(link, viewer)
     link_hash = str(link["_id"])
     link_id = str(link["link_id"])

@@ -26,6 +26,11 @@ AUTOMATED = Counter(
     ["route"],
 )
 REPORTS = Counter("chatpic_links_reports_total", "User reports filed, by reason.", ["reason"])
+APPEALS = Counter("chatpic_links_appeals_total", "Appeals of removals filed by uploaders.")
+AUTO_HIDES = Counter(
+    "chatpic_links_auto_hides_total",
+    "Images hidden pending review because enough distinct people reported them.",
+)
 BYTES_SERVED = Counter("chatpic_links_bytes_served_total", "Image bytes served to viewers.")
 OWNER_ACTIONS = Counter(
     "chatpic_links_owner_actions_total",

@@ -10,6 +10,7 @@ from pymongo.database import Database
 from services.links.passwords import PasswordCheck
 from services.links.settings import LinksSettings
 from services.links.sweeper import ensure_ttl_indexes
+from services.shared.jobrepo import JobRepo
 from services.shared.linkrepo import LinkRepo, TicketRepo, ViewerRepo
 from services.shared.mongo import BlobStore, Doc
 from services.shared.ratelimit import RateLimiter
@@ -26,6 +27,7 @@ class Ports:
     reports: ReportRepo
     limiter: RateLimiter  # reports per client
     passwords: PasswordCheck  # password guesses per client and link
+    jobs: JobRepo  # review jobs: reports aggregate here, appeals open here
 
 
 def ports_opener(settings: LinksSettings) -> Callable[[Database[Doc]], Ports]:
@@ -44,6 +46,7 @@ def ports_opener(settings: LinksSettings) -> Callable[[Database[Doc]], Ports]:
                 limit=settings.report_rate_limit,
                 window_s=settings.report_rate_window_s,
             ),
+            jobs=JobRepo(db),
             passwords=PasswordCheck(
                 RateLimiter(
                     limits,
@@ -57,6 +60,7 @@ def ports_opener(settings: LinksSettings) -> Callable[[Database[Doc]], Ports]:
         ports.links.ensure_indexes()
         ports.tickets.ensure_indexes()
         ports.limiter.ensure_indexes()
+        ports.jobs.ensure_indexes()
         return ports
 
     return open_ports

@@ -16,6 +16,7 @@ from services.links.settings import LinksSettings
 from services.shared.clients import parse_networks
 from services.shared.errors import DomainError, RateLimited
 from services.shared.http import request_client_key
+from services.shared.jobrepo import JobRepo
 from services.shared.linkrepo import LinkRepo
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
@@ -33,7 +34,7 @@ class ReportRequest(BaseModel):
 def report_router(
     settings: LinksSettings,
     pages: Pages,
-    repos: Callable[[], tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter]],
+    repos: Callable[[], tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter, JobRepo]],
 ) -> APIRouter:
     router = APIRouter()
     salt = settings.salt()
@@ -43,14 +44,14 @@ def report_router(
         return request_client_key(request, salt, proxies, "report")
 
     def file(req: ReportRequest, reporter: str) -> str:
-        images, links, reports, limiter = repos()
+        images, links, reports, limiter, jobs = repos()
         allowance = limiter.hit(reporter)
         if not allowance.allowed:
             raise RateLimited(
                 "Too many reports from your connection. Try again later.",
                 retry_after_s=allowance.retry_after_s,
             )
-        report_id = file_report(
+        filed = file_report(
             reports=reports,
             images=images,
             links=links,
@@ -60,9 +61,13 @@ def report_router(
             reporter=reporter,
             image_id=req.image_id,
             link_token=req.link_token,
+            jobs=jobs,
+            auto_hide_reporters=settings.auto_hide_reporters,
         )
         metrics.REPORTS.labels(req.reason.value).inc()
-        return report_id
+        if filed.auto_hidden:
+            metrics.AUTO_HIDES.inc()
+        return filed.report_id
 
     @router.post("/api/v1/reports", status_code=201)
     async def create_report(req: ReportRequest, request: Request) -> dict[str, str]:

@@ -15,6 +15,8 @@ class LinksSettings(HttpServiceSettings):
     # Reports per client (salted address hash) per window.
     report_rate_limit: int = 20
     report_rate_window_s: int = 3600
+    # This many distinct reporters hide a cleared image at once, pending review (0 = never).
+    auto_hide_reporters: int = 3
     # A reveal hands out a single-use ticket for the image URL; it lapses after this long.
     ticket_ttl_s: int = 60
     # Bytes stay this long after a ticket was used, so a download still streaming completes.

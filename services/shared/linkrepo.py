@@ -95,6 +95,21 @@ class LinkRepo:
         )
         return res.modified_count
 
+    def restore_removed(self, image_id: str) -> int:
+        """An overturned removal: the links the takedown ended serve again (those still within
+        their time and views; the owner's own revocations stay)."""
+        res = self.col.update_many(
+            {"image_id": image_id, "revoked": True, "ended_reason": "removed"},
+            {"$set": {"revoked": False}, "$unset": {"ended_reason": "", "ended_at": ""}},
+        )
+        return res.modified_count
+
+    def count_for_image(self, image_id: str, at: datetime) -> tuple[int, int]:
+        """(links ever made, links that may still be viewed) for one image."""
+        total = self.col.count_documents({"image_id": image_id})
+        live = self.col.count_documents({"image_id": image_id, **live_filter(at)}) if total else 0
+        return total, live
+
 
 class ViewerRepo:
     """Views per viewer. A viewer is HMAC(secret, link id + reduced client address): never a raw

@@ -3,11 +3,14 @@ later) and handled in the review console. The reporter is known only by a salted
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from services.shared.errors import DomainError, NotFound
+from services.shared.jobrepo import JobRepo
 from services.shared.linkrepo import LinkRepo
-from services.shared.repos import ImageRepo, ReportRepo
+from services.shared.repos import ImageRepo, ReportRepo, now
+from services.shared.status import ImageStatus
 from services.shared.tokens import new_id, token_hash
 
 
@@ -22,6 +25,14 @@ class ReportReason(StrEnum):
 
 
 MAX_DETAILS = 1000
+_REVIEWABLE = {ImageStatus.CLEARED.value, ImageStatus.REVIEW.value}
+
+
+@dataclass(frozen=True)
+class FiledReport:
+    report_id: str
+    job_id: str | None  # the reports job it joined (None: the image is past reviewing)
+    auto_hidden: bool  # this report made the image hidden pending review
 
 
 def file_report(
@@ -35,8 +46,15 @@ def file_report(
     reporter: str,
     image_id: str | None = None,
     link_token: str | None = None,
-) -> str:
-    """Store an open report; ``reporter`` is a salted client hash, never an address."""
+    jobs: JobRepo | None = None,
+    auto_hide_reporters: int = 0,
+) -> FiledReport:
+    """Store an open report; ``reporter`` is a salted client hash, never an address.
+
+    With ``jobs``, the report also joins the image's one open reports job (distinct reporters
+    counted by their hashes; a minor-safety report puts the job first). Once
+    ``auto_hide_reporters`` distinct reporters (0 = never) reported a cleared image, it is held
+    for review at once: every link answers 451 until a reviewer decides."""
     if link_token:
         link = links.get(token_hash(salt, link_token))
         if link is None:
@@ -46,9 +64,11 @@ def file_report(
         image_id = str(link["image_id"])
     if not image_id:
         raise DomainError("Say which image: image_id or link_token.", code="missing_target")
-    if images.get(image_id) is None:
+    image = images.get(image_id)
+    if image is None:
         raise NotFound("No image matches this report.", code="image_not_found")
     report_id = new_id()
+    priority = 0 if reason is ReportReason.MINOR_SAFETY else 1
     reports.insert(
         {
             "_id": report_id,
@@ -56,7 +76,15 @@ def file_report(
             "reason": reason.value,
             "details": details[:MAX_DETAILS],
             "reporter": reporter,
-            "priority": 0 if reason is ReportReason.MINOR_SAFETY else 1,
+            "priority": priority,
         }
     )
-    return report_id
+    if jobs is None or image.get("status") not in _REVIEWABLE:
+        return FiledReport(report_id, None, False)  # nothing a reviewer could still change
+    job = jobs.add_report(image_id, reporter, reason.value, priority)
+    hidden = False
+    distinct = len(job.get("reporters") or [])
+    if 0 < auto_hide_reporters <= distinct and images.hide(image_id, "reports"):
+        jobs.mark(str(job["_id"]), {"auto_hidden": True, "auto_hidden_at": now()})
+        hidden = True
+    return FiledReport(report_id, str(job["_id"]), hidden)

@@ -3,10 +3,11 @@ which scans the whole collection on the local database), then find_one if the do
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
 from services.shared.mongo import Doc
@@ -108,6 +109,45 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
+    def hide(self, image_id: str, hidden_by: str) -> bool:
+        """Cleared → held for review at once (links answer 451 until a reviewer decides).
+        ``purge_gen`` moves so a sweep that read the image before loses its race."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.CLEARED.value},
+            {
+                "$set": {
+                    "status": ImageStatus.REVIEW.value,
+                    "hidden_by": hidden_by,
+                    "hidden_at": now(),
+                },
+                "$inc": {"purge_gen": 1},
+            },
+        )
+        return res.modified_count == 1
+
+    def clear(self, image_id: str, from_status: ImageStatus, decision: Doc) -> bool:
+        """A reviewer's clearance (held → cleared, or an overturned removal → cleared), once.
+        ``cleared_at`` starts the sweeper's unlinked timer; the sweeper looks again at once."""
+        t = now()
+        res = self.col.update_one(
+            {"_id": image_id, "status": from_status.value},
+            {
+                "$set": {
+                    "status": ImageStatus.CLEARED.value,
+                    "cleared_at": t,
+                    "purge_check_at": t,
+                    "clearance": {**decision, "at": t, "from": from_status.value},
+                },
+                "$unset": {"hidden_by": "", "links_ended_at": ""},
+                "$inc": {"purge_gen": 1},
+            },
+        )
+        return res.modified_count == 1
+
+    def statuses(self, image_ids: list[str]) -> dict[str, str]:
+        found = self.col.find({"_id": {"$in": image_ids}}, {"status": 1})
+        return {str(d["_id"]): str(d.get("status")) for d in found}
+
     def mark_deleted(self, image_id: str, deletable: list[str]) -> bool:
         """Owner deletion: from one of ``deletable`` statuses → deleted, once; the sweeper then
         deletes the bytes (checking again at once)."""
@@ -132,6 +172,16 @@ class ImageRepo:
 
     def mark_evidence_purged(self, image_id: str) -> None:
         self.col.update_one({"_id": image_id}, {"$set": {"evidence.purged_at": now()}})
+
+    def evidence_held(self, limit: int, skip: int = 0) -> list[Doc]:
+        """Blocked images whose evidence is still in the vault, newest first."""
+        query = {
+            "status": ImageStatus.BLOCKED.value,
+            "evidence.blob_id": {"$ne": None},
+            "evidence.purged_at": None,
+        }
+        cursor = self.col.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        return list(cursor.skip(skip).limit(limit))
 
     def oldest_pending_age_s(self) -> float:
         doc = self.col.find_one(
@@ -290,6 +340,21 @@ class BankRepo:
         finally:
             self._bump()
 
+    def get(self, entry_id: str) -> Doc | None:
+        return self.col.find_one({"_id": entry_id})
+
+    def page(self, bank: str | None, limit: int, skip: int = 0) -> list[Doc]:
+        """Entries, newest first (one bank, or every bank), for the admin page."""
+        query: dict[str, Any] = {} if bank is None else {"bank": bank}
+        cursor = self.col.find(query).sort([("created_at", DESCENDING), ("seq", DESCENDING)])
+        return list(cursor.skip(skip).limit(limit))
+
+    def bank_names(self) -> list[str]:
+        """Every bank that has entries or stored settings, by name."""
+        names = {str(n) for n in self.col.distinct("bank")}
+        names.update(str(d["_id"]) for d in self.bank_settings.find({}, {"_id": 1}))
+        return sorted(names)
+
     def entries_in(self, bank: str) -> list[Doc]:
         """Entries of one bank, oldest first (a batch in its own order)."""
         docs = list(self.col.find({"bank": bank}))
@@ -338,8 +403,53 @@ class AuditRepo:
             }
         )
 
+    def ensure_indexes(self) -> None:
+        self.col.create_index([("at", DESCENDING)])
+
     def for_target(self, target: str) -> list[Doc]:
         return list(self.col.find({"target": target}).sort("at", ASCENDING))
+
+    def find(self, filters: AuditFilter, limit: int, skip: int = 0) -> list[Doc]:
+        """Records matching ``filters``, newest first."""
+        cursor = self.col.find(filters.query()).sort([("at", DESCENDING), ("_id", DESCENDING)])
+        return list(cursor.skip(skip).limit(limit))
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Exact actor, action and target; ``since`` inclusive, ``until`` exclusive."""
+
+    actor: str = ""
+    action: str = ""
+    target: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The filters that are set, by name (dates as ISO text)."""
+        values = {
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+        }
+        return {k: v for k, v in values.items() if v}
+
+    def query(self) -> dict[str, Any]:
+        query: dict[str, Any] = {
+            k: v
+            for k, v in (("actor", self.actor), ("action", self.action), ("target", self.target))
+            if v
+        }
+        at: dict[str, datetime] = {}
+        if self.since is not None:
+            at["$gte"] = self.since
+        if self.until is not None:
+            at["$lt"] = self.until
+        if at:
+            query["at"] = at
+        return query
 
 
 class ReportRepo:
@@ -354,3 +464,17 @@ class ReportRepo:
 
     def open_reports(self, limit: int = 200) -> list[Doc]:
         return list(self.col.find({"state": "open"}).sort("created_at", ASCENDING).limit(limit))
+
+    def for_image(self, image_id: str, limit: int = 50) -> list[Doc]:
+        """The image's open reports, oldest first (reason and text; never who sent them)."""
+        query = {"image_id": image_id, "state": "open"}
+        fields = {"reporter": 0}
+        return list(self.col.find(query, fields).sort("created_at", ASCENDING).limit(limit))
+
+    def settle_for_image(self, image_id: str, job_id: str) -> int:
+        """A reviewer decided the image: its open reports are answered by that job."""
+        res = self.col.update_many(
+            {"image_id": image_id, "state": "open"},
+            {"$set": {"state": "decided", "job_id": job_id, "decided_at": now()}},
+        )
+        return res.modified_count

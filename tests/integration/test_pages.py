@@ -77,8 +77,10 @@ def test_upload_share_reveal_and_report_with_plain_forms(live: Live) -> None:
     assert stored and stored["reason"] == "harassment" and stored["state"] == "open"
     assert token not in str(stored) and len(stored["reporter"]) == 32
     assert "127.0.0.1" not in str(stored)
-    queue = live.review.get("/")
-    assert image_id in queue.text
+    job = live.db.review_jobs.find_one({"image_id": image_id, "state": "open"})
+    assert job is not None and job["reasons"] == {"harassment": 1}  # in the reports queue
+    page = live.review.get(f"/jobs/{job['_id']}")
+    assert page.status_code == 200 and image_id in page.text and "not ok" in page.text
 
 
 def test_upload_form_shows_a_readable_error(live: Live) -> None:

@@ -276,3 +276,15 @@ def test_prefetch_headers() -> None:
     assert is_prefetch({"purpose": "prefetch"})
     assert is_prefetch({"x-moz": "prefetch"})
     assert not is_prefetch({"accept": "text/html"})
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("expired", "used_up"), ("deleted", "used_up"), ("removed", "removed")]
+)
+def test_a_used_up_link_says_so_after_its_bytes_were_swept(status: str, code: str) -> None:
+    """The sweeper expires the image right after the last view: the link still says why it
+    ended (used up), while moderation's 451 wins over everything."""
+    _, images, links = world(remaining=0, status=status)
+    with pytest.raises(DomainError) as refused:
+        describe(images, links, "real-token")
+    assert refused.value.code == code
