@@ -359,7 +359,8 @@ def main() -> int:
         f"  Review console:  http://127.0.0.1:{p.review}/  (user admin, password in "
         f"{password_file})\n"
         f"  Metrics:         http://127.0.0.1:{p.ingest}/metrics, :{p.links}, :{p.review}, "
-        f":{p.scanner}-{p.scanner + stack.scanners - 1} ({stack.scanners} scanners)\n"
+        f":{p.scanner}-{p.scanner + stack.scanners - 1} "
+        f"({stack.scanners} scanner{'' if stack.scanners == 1 else 's'})\n"
         "Press Ctrl-C to stop.",
         flush=True,
     )

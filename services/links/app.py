@@ -192,7 +192,12 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         await owner_call(
             "revoke",
             lambda: owner.revoke_link(
-                images=p.images, links=p.links, salt=salt, link_id=link_id, owner_token=key
+                images=p.images,
+                links=p.links,
+                tickets=p.tickets,
+                salt=salt,
+                link_id=link_id,
+                owner_token=key,
             ),
         )
 

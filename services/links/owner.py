@@ -60,9 +60,16 @@ def list_links(
 
 
 def revoke_link(
-    *, images: ImageRepo, links: LinkRepo, salt: bytes, link_id: str, owner_token: str
+    *,
+    images: ImageRepo,
+    links: LinkRepo,
+    tickets: TicketRepo,
+    salt: bytes,
+    link_id: str,
+    owner_token: str,
 ) -> bool:
-    """Revoke one link. False if it had already ended by revocation (idempotent)."""
+    """Revoke one link, and drop its unused tickets (a view granted a moment ago fetches
+    nothing). False if it had already ended by revocation (idempotent)."""
     link = links.by_link_id(link_id) if len(link_id) <= 64 else None
     image_id = str(link["image_id"]) if link else "0" * 32
     try:
@@ -72,6 +79,7 @@ def revoke_link(
     if link is None:
         raise NotFound("No link matches this id and owner key.", code="link_not_found")
     revoked = links.revoke(link_id, image_id, "revoked")
+    tickets.drop_for_link(link_id)
     images.touch_purge_check(image_id)
     return revoked
 

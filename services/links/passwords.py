@@ -43,13 +43,15 @@ class PasswordCheck:
         password = viewer.password
         if not password:
             raise PasswordRequired("This link needs a password.")
-        if self.limiter is not None:
-            key = f"{link['link_id']}:{viewer.key}"
-            allowance = self.limiter.hit(key)
+        key = f"{link['link_id']}:{viewer.key}"
+        if self.limiter is not None:  # only wrong guesses count; the right password never
+            allowance = self.limiter.peek(key)
             if not allowance.allowed:
                 raise RateLimited(
-                    "Too many password attempts for this link. Try again later.",
+                    "Too many wrong passwords for this link. Try again later.",
                     retry_after_s=allowance.retry_after_s,
                 )
         if not verify_password(str(stored), password):
+            if self.limiter is not None:
+                self.limiter.hit(key)
             raise WrongPassword("That password is not right.")

@@ -209,6 +209,10 @@ def decide(
         record["bank"] = ban_bank
     queue = str(job["queue"])
     owner = None if me.is_admin else me.username
+    holder = job.get("lease_owner")
+    until = job.get("lease_until")
+    if me.is_admin and holder not in (None, me.username) and until is not None and until > at:
+        record["overrode_lease"] = holder  # admins may decide a held job; it is on record
     if chosen is Action.ESCALATE:
         escalation = {
             "by": me.username,
@@ -252,6 +256,8 @@ def _audit_and_count(
     extra: dict[str, Any] = {"job_id": job["_id"], "queue": job["queue"], "kind": job["kind"]}
     if record.get("note"):
         extra["note"] = record["note"]
+    if record.get("overrode_lease"):
+        extra["overrode_lease"] = record["overrode_lease"]
     if action is Action.REMOVE_BAN:
         extra.update(bank=record["bank"], bank_entries=entries, taken_down=taken)
     p.audit.record(

@@ -82,6 +82,12 @@ class LinkRepo:
         )
 
     def revoke(self, link_id: str, image_id: str, reason: str) -> bool:
+        """End one link. An owner's revocation is also remembered on a link a takedown already
+        ended (``owner_revoked``), so an overturned removal never brings it back."""
+        if reason == "revoked":
+            self.col.update_one(
+                {"link_id": link_id, "image_id": image_id}, {"$set": {"owner_revoked": True}}
+            )
         res = self.col.update_one(
             {"link_id": link_id, "image_id": image_id, "revoked": {"$ne": True}},
             {"$set": {"revoked": True, "ended_reason": reason, "ended_at": now()}},
@@ -99,8 +105,17 @@ class LinkRepo:
         """An overturned removal: the links the takedown ended serve again (those still within
         their time and views; the owner's own revocations stay)."""
         res = self.col.update_many(
-            {"image_id": image_id, "revoked": True, "ended_reason": "removed"},
+            {
+                "image_id": image_id,
+                "revoked": True,
+                "ended_reason": "removed",
+                "owner_revoked": {"$ne": True},
+            },
             {"$set": {"revoked": False}, "$unset": {"ended_reason": "", "ended_at": ""}},
+        )
+        self.col.update_many(  # revoked by their owner meanwhile: they stay ended, as revoked
+            {"image_id": image_id, "ended_reason": "removed", "owner_revoked": True},
+            {"$set": {"ended_reason": "revoked"}},
         )
         return res.modified_count
 
@@ -186,6 +201,9 @@ class TicketRepo:
 
     def discard(self, ticket_hash: str) -> None:
         self.col.delete_one({"_id": ticket_hash})
+
+    def drop_for_link(self, link_id: str) -> int:
+        return self.col.delete_many({"link_id": link_id, "used_at": None}).deleted_count
 
     def drop_for_image(self, image_id: str) -> int:
         return self.col.delete_many({"image_id": image_id, "used_at": None}).deleted_count

@@ -32,9 +32,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+def _no_connection_lines(record: logging.LogRecord) -> bool:
+    """uvicorn logs each WebSocket handshake as 'ADDRESS - "WebSocket /raw/path" [accepted]':
+    an address and possibly an id in one line. Our own access log covers these requests."""
+    return not (record.name.startswith("uvicorn") and "WebSocket" in str(record.msg))
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(_no_connection_lines)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

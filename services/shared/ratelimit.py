@@ -30,6 +30,17 @@ class RateLimiter:
     def ensure_indexes(self) -> None:
         self.col.create_index("expires_at", expireAfterSeconds=0)
 
+    def peek(self, key: str, now: float | None = None) -> Allowance:
+        """Where ``key`` stands in this window, counting nothing."""
+        t = time.time() if now is None else now
+        window = int(t // self.window_s)
+        ends = (window + 1) * self.window_s
+        doc = self.col.find_one({"_id": f"{self.name}:{key}:{window}"})
+        count = int(doc["count"]) if doc else 0
+        if count >= self.limit:
+            return Allowance(False, max(1, math.ceil(ends - t)), 0)
+        return Allowance(True, 0, self.limit - count)
+
     def hit(self, key: str, cost: int = 1, now: float | None = None) -> Allowance:
         t = time.time() if now is None else now
         window = int(t // self.window_s)

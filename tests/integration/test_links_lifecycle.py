@@ -13,6 +13,7 @@ import pytest
 from bson import ObjectId
 from websockets.sync.client import connect
 
+from services.shared.linkrepo import LinkRepo
 from tests.integration.links_helpers import (
     cleared_image,
     cleared_upload,
@@ -110,6 +111,8 @@ def test_end_of_session_link_lives_while_the_page_beats_then_dies(
         f"/api/v1/links/{link['link_id']}/heartbeat", json={"session_key": session["key"]}
     )
     assert late.status_code == 410 and late.json()["code"] == "session_ended"
+    logs = live.full_logs()  # uvicorn's WebSocket handshake line (address + raw path) is dropped
+    assert link["link_id"] not in logs and '"WebSocket ' not in logs
 
 
 def test_session_heartbeat_needs_the_session_key(live: Live, image: tuple[str, str]) -> None:
@@ -246,3 +249,40 @@ def test_a_lost_takedown_event_still_ends_the_links(live: Live) -> None:
 
     eventually(ended, timeout=10)
     assert live.db.images.find_one({"_id": image_id})["links_ended_at"] is not None
+
+
+def test_the_right_password_never_counts_as_a_guess(live: Live, image: tuple[str, str]) -> None:
+    link = make_link(live, image, max_views=14, password="open sesame")
+    for _ in range(12):  # more than CHATPIC_PASSWORD_ATTEMPTS, all right
+        assert (
+            live.links.post(
+                f"/s/{link['token']}/reveal", json={"password": "open sesame"}
+            ).status_code
+            == 200
+        )
+    assert views(live, link) == 12
+
+
+def test_revoke_drops_a_ticket_already_granted(live: Live, image: tuple[str, str]) -> None:
+    _, owner_token = image
+    link = make_link(live, image, max_views=2)
+    ticket = live.links.post(f"/s/{link['token']}/reveal").json()
+    auth = {"authorization": f"Bearer {owner_token}"}
+    assert live.links.delete(f"/api/v1/links/{link['link_id']}", headers=auth).status_code == 204
+    assert live.links.get(ticket["image_url"]).status_code == 404  # nothing left to fetch
+
+
+def test_owner_revocation_survives_an_overturned_takedown(live: Live) -> None:
+    image_id, owner_token = image = cleared_upload(live, unique_photo(seed=453))
+    revoked, kept = make_link(live, image, max_views=3), make_link(live, image, max_views=3)
+    live.db.images.update_one({"_id": image_id}, {"$set": {"status": "removed"}})
+    live.db.links.update_many(  # what the takedown consumer does
+        {"image_id": image_id}, {"$set": {"revoked": True, "ended_reason": "removed"}}
+    )
+    auth = {"authorization": f"Bearer {owner_token}"}
+    assert live.links.delete(f"/api/v1/links/{revoked['link_id']}", headers=auth).status_code == 204
+    LinkRepo(live.db).restore_removed(image_id)  # the appeal is overturned
+    live.db.images.update_one({"_id": image_id}, {"$set": {"status": "cleared"}})
+    again = live.links.post(f"/s/{revoked['token']}/reveal")
+    assert again.status_code == 410 and again.json()["code"] == "revoked"
+    assert live.view(kept["token"]).status_code == 200
