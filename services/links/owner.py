@@ -33,19 +33,26 @@ class LinkSummary:
     password: bool
 
 
-def link_state(link: Doc, at: datetime) -> str:
-    return "live" if is_live(link, at) else gone_reason(link, at).code
+def link_state(link: Doc, at: datetime, image_status: str = ImageStatus.CLEARED.value) -> str:
+    """``live``, ``held`` (a live link whose photo is waiting for a moderator, e.g. hidden after
+    reports: it answers 451 until then), or the reason it ended."""
+    if not is_live(link, at):
+        return gone_reason(link, at).code
+    if image_status == ImageStatus.REVIEW.value:
+        return "held"
+    return "live" if image_status == ImageStatus.CLEARED.value else "removed"
 
 
 def list_links(
     *, images: ImageRepo, links: LinkRepo, salt: bytes, image_id: str, owner_token: str
 ) -> list[LinkSummary]:
-    owned_image(images, salt, image_id, owner_token)
+    image = owned_image(images, salt, image_id, owner_token)
     at = now()
+    status = str(image.get("status"))
     return [
         LinkSummary(
             link_id=str(d["link_id"]),
-            state=link_state(d, at),
+            state=link_state(d, at, status),
             created_at=d["created_at"],
             expires_at=d["expires_at"],
             max_views=int(d["max_views"]),

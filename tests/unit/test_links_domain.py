@@ -10,6 +10,7 @@ import pytest
 
 from services.links import domain
 from services.links.options import LinkRequest, form_bool, form_int, resolve
+from services.links.owner import link_state
 from services.links.passwords import PasswordCheck, hash_password
 from services.links.settings import LinksSettings
 from services.links.visitors import Viewer, is_automated, is_link_expander, is_prefetch
@@ -288,3 +289,14 @@ def test_a_used_up_link_says_so_after_its_bytes_were_swept(status: str, code: st
     with pytest.raises(DomainError) as refused:
         describe(images, links, "real-token")
     assert refused.value.code == code
+
+
+def test_owner_sees_a_held_photo_as_held_not_live() -> None:
+    _, _, links = world(remaining=2)
+    link = next(iter(links.docs.values()))
+    at = datetime.now(UTC)
+    assert link_state(link, at) == "live"
+    assert link_state(link, at, "review") == "held"  # hidden after reports, awaiting review
+    assert link_state(link, at, "removed") == "removed"
+    link["remaining"] = 0
+    assert link_state(link, at, "review") == "used_up"
