@@ -80,9 +80,22 @@ def auth_router(pages: Pages, store: Callable[[], AccountStore]) -> APIRouter:
     # --- login and logout -------------------------------------------------------------
 
     def login_page(
-        ctx: AuthContext, status: int = 200, error: str = "", next_: str = "/", username: str = ""
+        ctx: AuthContext,
+        request: Request,
+        status: int = 200,
+        error: str = "",
+        next_: str = "/",
+        username: str = "",
     ) -> Response:
-        token = new_token()
+        # The login form's double-submit token: a browser keeps the one it already has, so a
+        # second /login load in the background (a favicon fetch redirected here, another tab)
+        # never invalidates the form on screen.
+        kept = request.cookies.get(ctx.login_cookie, "")
+        token = (
+            kept
+            if 20 <= len(kept) <= 64 and kept.replace("-", "").replace("_", "").isalnum()
+            else new_token()
+        )
         response = pages.render(
             "login.html", status, csrf_token=token, next=next_, error=error, username=username
         )
@@ -94,7 +107,7 @@ def auth_router(pages: Pages, store: Callable[[], AccountStore]) -> APIRouter:
         ctx = context(request)
         if await current_reviewer(request) is not None:
             return RedirectResponse(safe_next(next), status_code=303)
-        return login_page(ctx, next_=safe_next(next))
+        return login_page(ctx, request, next_=safe_next(next))
 
     @router.post("/login", include_in_schema=False)
     async def post_login(
@@ -111,7 +124,7 @@ def auth_router(pages: Pages, store: Callable[[], AccountStore]) -> APIRouter:
         if not expected or not csrf_token or not same_hash(expected, csrf_token):
             refusal = CsrfFailed("The login form has expired. Please try again.")
             if html:
-                return login_page(ctx, refusal.status, refusal.message, target, username)
+                return login_page(ctx, request, refusal.status, refusal.message, target, username)
             raise refusal
         client = ctx.client(request)
         try:
@@ -132,7 +145,7 @@ def auth_router(pages: Pages, store: Callable[[], AccountStore]) -> APIRouter:
                 log.warning("console login refused: locked out", extra={"client": client})
             if not html:
                 raise
-            page = login_page(ctx, exc.status, exc.message, target, username[:64])
+            page = login_page(ctx, request, exc.status, exc.message, target, username[:64])
             page.headers.update(exc.headers or {})
             return page
         metrics.LOGINS.labels("ok").inc()
