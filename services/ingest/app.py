@@ -25,8 +25,9 @@ from services.ingest.intake import IntakeLimits, SanitizedImage, accepted_format
 from services.ingest.multipart import UPLOAD_SCHEMA, read_upload
 from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, relay_pending
-from services.shared.clients import client_address, client_key, parse_networks
+from services.shared.clients import parse_networks
 from services.shared.errors import DomainError, NotFound, RateLimited
+from services.shared.http import request_client_key
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
 from services.shared.linkoptions import (
     EXPIRY_CHOICES_S,
@@ -148,9 +149,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         return accepted, image
 
     def check_rate(limiter: RateLimiter, request: Request) -> None:
-        peer = request.client.host if request.client else None
-        address = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
-        allowance = limiter.hit(client_key(settings.salt(), address, "upload"))
+        allowance = limiter.hit(request_client_key(request, settings.salt(), proxies, "upload"))
         if not allowance.allowed:
             raise RateLimited(
                 "Too many uploads from your connection. Try again later.",

@@ -18,11 +18,10 @@ import httpx
 import pytest
 
 from deploy.local.stack import ROOT
-from services.review.app import create_app
 from services.review.auth import PUBLIC_PATHS
-from services.review.settings import ReviewSettings
 from services.shared.tokens import token_hash
 from tests.live import ADMIN_USERNAME, Live
+from tests.review_routes import console_routes
 
 HTML = {"accept": "text/html"}
 COOKIE = "review_session"
@@ -32,22 +31,9 @@ UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 def app_routes() -> set[tuple[str, str]]:
     """(method, path) of every route of the review app object, routers included."""
-
-    def walk(routes: list[Any]) -> list[Any]:
-        found: list[Any] = []
-        for route in routes:
-            if hasattr(route, "effective_candidates"):
-                found += walk(route.effective_candidates())
-            elif hasattr(route, "original_router"):
-                found += walk(route.original_router.routes)
-            else:
-                found.append(route)
-        return found
-
-    app = create_app(ReviewSettings())
     return {
         (m, r.path)
-        for r in walk(list(app.routes))
+        for r in console_routes()
         for m in (getattr(r, "methods", None) or ())
         if m in METHODS
     }

@@ -23,6 +23,7 @@ from services.scanner.model import NsfwModel
 from services.scanner.policy import LabelThresholds, PolicyThresholds
 from services.scanner.worker import ScanWorker
 from services.shared.status import Verdict
+from tests.unit.twins import NoBanks
 
 onnx = pytest.importorskip("onnx")
 helper = onnx.helper
@@ -124,28 +125,12 @@ def png(color: tuple[int, int, int], size: int = 64) -> bytes:
     return out.getvalue()
 
 
-class _NoBanks:
-    """In-memory twin of an empty bank repository."""
-
-    def generation(self) -> int:
-        return 0
-
-    def entries(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return []
-
-    def all_settings(self) -> list[dict[str, Any]]:
-        return []
-
-    def changes_since(self, since: Any) -> list[dict[str, Any]]:
-        return []
-
-
 def worker(model: NsfwModel, shadow: NsfwModel | None = None) -> ScanWorker:
     unused = cast(Any, None)
     return ScanWorker(
         images=unused,
         blobs=unused,
-        banks=cast(Any, _NoBanks()),
+        banks=cast(Any, NoBanks()),
         model=model,
         card=model.card,
         publisher=unused,

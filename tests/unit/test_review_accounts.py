@@ -18,11 +18,11 @@ from services.review.accounts import (
     Reviewer,
     Role,
 )
-from services.review.app import create_app
 from services.review.auth import PUBLIC_PATHS, require_admin, require_reviewer, safe_next
 from services.review.settings import ReviewSettings
 from services.shared.errors import Conflict, DomainError, Forbidden
 from services.shared.tokens import token_hash
+from tests.review_routes import console_routes
 
 SALT = b"unit-test-salt"
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -355,24 +355,6 @@ def test_sessions_are_stored_hashed_and_end_idle_or_at_their_maximum() -> None:
 )
 def test_login_redirects_only_to_this_site(given: str, want: str) -> None:
     assert safe_next(given) == want
-
-
-def console_routes() -> list[Any]:
-    """Every route of the review app, routers included (FastAPI keeps an included router
-    whole; its effective routes carry the include's dependencies)."""
-
-    def walk(routes: list[Any]) -> list[Any]:
-        found: list[Any] = []
-        for route in routes:
-            if hasattr(route, "effective_candidates"):
-                found += walk(route.effective_candidates())
-            elif hasattr(route, "original_router"):
-                found += walk(route.original_router.routes)
-            else:
-                found.append(route)
-        return found
-
-    return walk(list(create_app(ReviewSettings()).routes))
 
 
 def _dependencies(route: Any) -> set[Any]:

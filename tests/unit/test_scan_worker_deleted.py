@@ -12,6 +12,7 @@ from gridfs.errors import NoFile
 from services.scanner.policy import PolicyThresholds
 from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED, ImageUploaded, make_envelope
+from tests.unit.twins import NoBanks
 
 
 class Images:
@@ -31,20 +32,6 @@ class Images:
 class NoBytes:
     def get(self, blob_id: str) -> bytes:
         raise NoFile(blob_id)
-
-
-class NoBanks:
-    def generation(self) -> int:
-        return 0
-
-    def entries(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return []
-
-    def all_settings(self) -> list[dict[str, Any]]:
-        return []
-
-    def changes_since(self, since: Any) -> list[dict[str, Any]]:
-        return []
 
 
 def worker(images: Images) -> ScanWorker:
