@@ -215,3 +215,35 @@ def test_unknown_link_answers_404_without_counting(live: Live) -> None:
     assert resp.status_code == 404 and resp.json()["code"] == "link_not_found"
     page = live.links.get("/s/" + "x" * 500, headers={"accept": "text/html"})
     assert page.status_code == 404
+
+
+def test_bad_inputs_get_a_4xx_with_a_code(live: Live, image: tuple[str, str]) -> None:
+    image_id, owner_token = image
+    link = make_link(live, image, max_views=1)
+    reveal = f"/s/{link['token']}/reveal"
+    json_header = {"content-type": "application/json"}
+    bad = live.links.post(reveal, content=b"{not json", headers=json_header)
+    assert bad.status_code == 400 and bad.json()["code"] == "malformed_request"
+    huge = live.links.post(
+        reveal, content=b'{"password": "' + b"x" * 10_000 + b'"}', headers=json_header
+    )
+    assert huge.status_code == 413 and huge.json()["code"] == "too_large"
+    assert views(live, link) == 0  # refusals spend nothing
+    owner = {"image_id": image_id, "owner_token": owner_token}
+    for body, code in (
+        ({**owner, "max_views": "three"}, "invalid_request"),
+        ({**owner, "max_views": 2, "max_views_per_viewer": 3}, "max_views_per_viewer_too_high"),
+        ({**owner, "expires_at": "2001-01-01T00:00:00Z"}, "expires_at_in_past"),
+        ({**owner, "end_of_session": "maybe"}, "invalid_request"),
+    ):
+        resp = live.links.post("/api/v1/links", json=body)
+        assert 400 <= resp.status_code < 500 and resp.json()["code"] == code, body
+        assert resp.json()["message"]
+    form = live.links.post(
+        "/links/new",
+        data={**owner, "max_views": "lots"},
+        headers={"accept": "text/html"},
+    )
+    assert form.status_code == 400 and "invalid_option" in form.text
+    beat = live.links.post(f"/api/v1/links/{link['link_id']}/heartbeat", json={"session_key": 5})
+    assert beat.status_code == 422 and beat.json()["code"] == "invalid_request"
