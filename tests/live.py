@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,7 +84,28 @@ class Live:
             if status != "pending":
                 return str(status)
             time.sleep(0.2)
-        raise AssertionError(f"image {image_id} still {status} after {timeout} s")
+        raise AssertionError(
+            f"image {image_id} still {status} after {timeout} s\n{self.scanner_diagnosis()}"
+        )
+
+    def scanner_diagnosis(self) -> str:
+        """What the scanners were doing: their thread stacks (SIGUSR1) and their recent log
+        lines other than access and connection noise, for a failure report from CI."""
+        keys = [k for k in self.stack.procs if k.startswith("scanner")]
+        for key in keys:
+            if self.stack.procs[key].poll() is None:
+                self.stack.procs[key].send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        out = [f"dead: {self.stack.dead()}"]
+        for key in keys:
+            lines = (self.stack.var_dir / "logs" / f"{key}.log").read_text(errors="replace")
+            kept = [
+                ln
+                for ln in lines.splitlines()
+                if "chatpic.access" not in ln and "ECONNREFUSED" not in ln and "No node" not in ln
+            ]
+            out.append(f"--- {key}\n" + "\n".join(kept[-80:]))
+        return "\n".join(out)
 
     def view(self, token: str, **reveal: Any) -> httpx.Response:
         """Reveal a link as an API client and fetch the image with the ticket: the image

@@ -36,7 +36,13 @@ from services.shared.events import (
     ImageTakenDown,
     decode,
 )
-from services.shared.kafka import KafkaPublisher, Publisher, dead_letter, make_consumer
+from services.shared.kafka import (
+    KafkaPublisher,
+    PositionGuard,
+    Publisher,
+    dead_letter,
+    make_consumer,
+)
 from services.shared.mongo import Doc
 from services.shared.settings import CommonSettings
 from services.shared.status import ImageStatus
@@ -141,8 +147,10 @@ class TakedownConsumer:
         self.clock = clock
 
     def run(self) -> None:
+        guard = PositionGuard(self.consumer)
         while not self.stop.is_set():
             self._handle_batch(self.consumer.poll(timeout_ms=500, max_records=8))
+            guard.check()
 
     def _handle_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
         done: dict[TopicPartition, OffsetAndMetadata] = {}

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from services.scanner import metrics
 from services.scanner.banks import BankMatcher
 from services.shared.events import BANK_CHANGED, EnvelopeError, decode, topic_name
-from services.shared.kafka import RECONNECT_BACKOFF_MAX_MS
+from services.shared.kafka import RECONNECT_BACKOFF_MAX_MS, PositionGuard
 from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ def _consume(settings: CommonSettings, matcher: BankMatcher, stop: threading.Eve
             return
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         consumer.seek_to_end()  # the index was just built from MongoDB: only news matter
+        guard = PositionGuard(consumer, to_end=True)
         while not stop.is_set():
             batch = consumer.poll(timeout_ms=500)
+            guard.check()
             records = [r for recs in batch.values() for r in recs]
             if not records:
                 continue

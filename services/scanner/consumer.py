@@ -21,7 +21,7 @@ from services.scanner import metrics
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED, EnvelopeError, decode
-from services.shared.kafka import Publisher, PublishError, dead_letter
+from services.shared.kafka import PositionGuard, Publisher, PublishError, dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,11 @@ class ScanConsumer:
         self.stop = stop
 
     def run(self) -> None:
+        guard = PositionGuard(self.consumer)
         while not self.stop.is_set():
             batch = self.consumer.poll(timeout_ms=500, max_records=8)
             self._refresh_banks()
+            guard.check()
             for tp, records in batch.items():
                 for record in records:
                     if self.stop.is_set():

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -152,6 +152,54 @@ def dead_letter(
         extra={"reason": reason, "topic": record.topic, "offset": record.offset},
     )
     return True
+
+
+class PositionGuard:
+    """Notices a consumer position beyond its partition's end, and starts that partition again.
+
+    A broker that lost its log (the local in-memory broker restarting; a topic deleted and
+    recreated) answers fetches past the new end with nothing, not with an out-of-range error,
+    and the client keeps the position it had across rebalances: the partition would be skipped
+    until it grew past the old offset. Call ``check()`` after each poll; it looks every
+    ``every_s`` seconds, from the client's local state plus the last fetch's high watermark.
+    Group consumers restart such a partition from the beginning (nothing was committed for the
+    new log); ``to_end`` is for listeners that only want news."""
+
+    def __init__(self, consumer: KafkaConsumer, *, to_end: bool = False, every_s: float = 2.0):
+        self.consumer = consumer
+        self.to_end = to_end
+        self.every_s = every_s
+        self._next = 0.0
+
+    def check(self) -> list[TopicPartition]:
+        at = time.monotonic()
+        if at < self._next:
+            return []
+        self._next = at + self.every_s
+        behind_end = []
+        for tp in self.consumer.assignment():
+            try:
+                high = self.consumer.highwater(tp)
+                position = self.consumer.position(tp, timeout_ms=1000) if high is not None else None
+            except KafkaError:
+                continue  # not assigned any more, or the position is being reset: next look
+            if high is not None and position is not None and position > high:
+                behind_end.append(tp)
+                log.warning(
+                    "consumer position beyond the partition's end; the log was lost",
+                    extra={
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "position": position,
+                        "end": high,
+                    },
+                )
+        if behind_end:
+            if self.to_end:
+                self.consumer.seek_to_end(*behind_end)
+            else:
+                self.consumer.seek_to_beginning(*behind_end)
+        return behind_end
 
 
 def make_consumer(settings: CommonSettings, group_id: str, topics: list[str]) -> KafkaConsumer:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
+import signal
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -48,3 +50,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.captureWarnings(True)  # library warnings become JSON lines too
     for noisy in ("kafka", "pymongo", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Group membership changes (joins, lost membership, new assignments) are rare and are what
+    # an SRE needs when consumption stalls; keep them.
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
+    # ``kill -USR1 <pid>`` writes every thread's stack to stderr: for a process that is alive
+    # but stuck, without stopping it.
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
