@@ -51,6 +51,7 @@ class StackPorts:
     links: int = 8002
     review: int = 8003
     scanner: int = 8004
+    rooms: int = 8010
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackPorts:
@@ -158,6 +159,7 @@ class Stack:
                 "CHATPIC_INGEST_PUBLIC_URL": f"http://127.0.0.1:{p.ingest}",
                 "CHATPIC_LINKS_PUBLIC_URL": f"http://127.0.0.1:{p.links}",
                 "CHATPIC_REVIEW_PUBLIC_URL": f"http://127.0.0.1:{p.review}",
+                "CHATPIC_ROOMS_PUBLIC_URL": f"http://127.0.0.1:{p.rooms}",
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -20,16 +20,9 @@ from services.links.visitors import Viewer, is_automated
 from services.shared.clients import parse_networks
 from services.shared.errors import DomainError, Forbidden
 from services.shared.http import request_client_key, wants_html
+from services.shared.imageserve import IMAGE_HEADERS, image_response
 from services.shared.pages import Pages
 
-IMAGE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "private, no-store",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Content-Disposition": "inline",
-}
 # Ended links that may still be reported (the viewing that used a link up is often what shows
 # the recipient something to report).
 REPORTABLE = ("used_up", "expired", "revoked", "removed", "session_ended", "viewer_used_up")
@@ -183,6 +176,6 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
             raise
         metrics.TICKETS.labels("served").inc()
         metrics.BYTES_SERVED.inc(len(served.data))
-        return Response(served.data, media_type=served.content_type, headers=IMAGE_HEADERS)
+        return image_response(served.data, served.content_type)
 
     return router

@@ -140,9 +140,13 @@ def decide(
         return None
     keep = [link_live_until(link, now) for link in links]
     keep += [ticket_keeps_until(t, now, fetch_grace_s) for t in tickets]
+    kept_until = _utc(image.get("kept_until"))  # a room (not a link) holds it
+    keep.append(kept_until if kept_until is not None and kept_until > now else None)
     until = max((t for t in keep if t is not None), default=None)
     if until is not None:
         return Defer(until)
+    if kept_until is not None and not links:
+        return Purge("kept_ended")
     if links or image.get("linked_at") is not None:
         return Purge("links_ended")
     starts = [t for t in (_utc(image.get(k)) for k in ("scanned_at", "cleared_at")) if t]

@@ -22,18 +22,12 @@ from services.review.ports import Ports
 from services.review.settings import ReviewSettings
 from services.shared import jobrepo
 from services.shared.errors import DomainError, NotFound
+from services.shared.imageserve import image_response
 from services.shared.pages import Pages
 
 Me = Annotated[Reviewer, Depends(require_reviewer)]
 FormText = Annotated[str, Form(max_length=600)]
 STATIC = Path(__file__).parent / "static"
-IMAGE_HEADERS = {
-    "Cache-Control": "private, no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Referrer-Policy": "no-referrer",
-    "Content-Disposition": "inline",
-}
 _PREVIEW_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
 
 
@@ -126,7 +120,7 @@ def queue_router(settings: ReviewSettings, ports: Callable[[], Ports], pages: Pa
             return data, kind if kind in _PREVIEW_TYPES else "application/octet-stream"
 
         data, content_type = await run_in_threadpool(load)
-        return Response(data, media_type=content_type, headers=IMAGE_HEADERS)
+        return image_response(data, content_type)
 
     # --- pages -------------------------------------------------------------------------------
 

@@ -49,6 +49,26 @@ class ImageTakenDown(Payload):
     reason: str
 
 
+class RoomModerated(Payload):
+    """A moderator acted on a room; the change is already in MongoDB (the truth), this tells
+    every rooms process to apply it to its live connections at once."""
+
+    room_id: str
+    action: str  # remove_message | mute | close
+    message_id: str = ""
+    nickname: str = ""
+    reason: str = ""
+
+
+class RoomRelay(Payload):
+    """One frame for a room's live connections, relayed between rooms processes (every
+    process reads every partition; the origin skips its own frames)."""
+
+    room_id: str
+    origin: str  # the publishing process's instance id
+    frame: dict[str, Any]
+
+
 P = TypeVar("P", bound=Payload)
 
 
@@ -66,10 +86,20 @@ IMAGE_SCANNED = EventType("image.scanned", "image.scanned", ImageScanned)
 # change feed (the source of truth, which survives a broker that forgets everything).
 BANK_CHANGED = EventType("bank.changed", "bank.changed", BankChanged)
 IMAGE_TAKEN_DOWN = EventType("image.takedown", "image.takedown", ImageTakenDown)
+ROOM_MODERATED = EventType("room.moderated", "room.moderated", RoomModerated)
+ROOM_RELAY = EventType("room.relay", "room.relay", RoomRelay)
 DEAD_LETTER_TOPIC = "deadletter"
 
 EVENT_TYPES: dict[str, EventType[Any]] = {
-    e.name: e for e in (IMAGE_UPLOADED, IMAGE_SCANNED, BANK_CHANGED, IMAGE_TAKEN_DOWN)
+    e.name: e
+    for e in (
+        IMAGE_UPLOADED,
+        IMAGE_SCANNED,
+        BANK_CHANGED,
+        IMAGE_TAKEN_DOWN,
+        ROOM_MODERATED,
+        ROOM_RELAY,
+    )
 }
 TOPICS: tuple[str, ...] = (*(e.topic for e in EVENT_TYPES.values()), DEAD_LETTER_TOPIC)
 

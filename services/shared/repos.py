@@ -215,6 +215,34 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
+    def keep_for(self, image_id: str, until: datetime) -> bool:
+        """Something other than a link (a room message) keeps the bytes until ``until``
+        (``$max``: holders only ever lengthen it). The sweeper looks again by then at the
+        latest, and purges with reason ``kept_ended`` once nothing keeps the image. False if
+        the image is not cleared."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.CLEARED.value},
+            {
+                "$max": {"kept_until": until},
+                "$min": {"purge_check_at": until},
+                "$inc": {"purge_gen": 1},
+                "$set": {"linked_at": now()},
+            },
+        )
+        return res.modified_count == 1
+
+    def release_keep(self, image_id: str) -> bool:
+        """The holder ended early (room closed, message removed): no longer kept; the
+        sweeper looks again at once (links may still keep it)."""
+        res = self.col.update_one(
+            {"_id": image_id, "status": ImageStatus.CLEARED.value},
+            {
+                "$set": {"kept_until": now(), "purge_check_at": now()},
+                "$inc": {"purge_gen": 1},
+            },
+        )
+        return res.modified_count == 1
+
     def touch_purge_check(self, image_id: str) -> bool:
         """A link ended early (last view spent, revoked): the sweeper looks again at once."""
         res = self.col.update_one(

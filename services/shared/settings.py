@@ -65,5 +65,6 @@ class HttpServiceSettings(CommonSettings):
     ingest_public_url: str = "http://127.0.0.1:8001"
     links_public_url: str = "http://127.0.0.1:8002"
     review_public_url: str = "http://127.0.0.1:8003"
+    rooms_public_url: str = "http://127.0.0.1:8010"
     # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: str = ""

@@ -45,6 +45,9 @@ class FakeConsumer:
     stop: threading.Event
     commits: list[dict[int, int]] = field(default_factory=list)
 
+    def assignment(self) -> set[TopicPartition]:
+        return set()  # nothing for the position guard to look at
+
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         if not self.batches:
             self.stop.set()

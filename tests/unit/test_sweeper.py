@@ -212,6 +212,29 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], list[dict[str, Any]
     ("blocked: evidence belongs to moderation", image("blocked"), [], [], None),
     ("removed: evidence belongs to moderation", image("removed"), [link(remaining=0)], [], None),
     ("unknown status: not the sweeper's", image("mystery"), [], [], None),
+    ("kept by a room, no links", image(kept_until=later(300)), [], [], Defer(later(300))),
+    ("a room's keep ended, no links", image(kept_until=ago(1)), [], [], Purge("kept_ended")),
+    (
+        "a room keeps it longer than its link",
+        image(kept_until=later(900)),
+        [link()],
+        [],
+        Defer(later(900)),
+    ),
+    (
+        "a link keeps it after the room ended",
+        image(kept_until=ago(60)),
+        [link()],
+        [],
+        Defer(later(600)),
+    ),
+    (
+        "room ended and its link ended",
+        image(kept_until=ago(60)),
+        [link(remaining=0)],
+        [],
+        Purge("links_ended"),
+    ),
 ]
 
 
