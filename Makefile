@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run admin test test-unit test-integration test-browser browser bench-scan bench-throughput bench-ingest bench-index bench-reveal lint format typecheck check bench clean
+.PHONY: help install run admin test test-unit test-integration test-browser browser bench-scan bench-throughput bench-ingest bench-index bench-reveal bench-rooms lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -60,7 +60,7 @@ typecheck: $(STAMP) ## mypy --strict over services and deploy
 
 check: lint typecheck test ## Everything CI should be happy with
 
-bench: bench-scan bench-throughput bench-ingest bench-index bench-reveal ## All benchmarks (ratios against baselines measured in the same run)
+bench: bench-scan bench-throughput bench-ingest bench-index bench-reveal bench-rooms ## All benchmarks (ratios against baselines measured in the same run)
 
 bench-scan: $(STAMP) ## Scanner decode+score against nudenet's own detector
 	$(PY) -m bench.scan_bench
@@ -81,6 +81,9 @@ bench-index: $(STAMP) ## Bank matching: multi-index hashing vs numpy brute force
 
 bench-reveal: $(STAMP) ## Reveal+serve via links (real database) vs the same bytes as a static file
 	$(PY) -m bench.reveal_bench
+
+bench-rooms: $(STAMP) ## Room delivery latency, 200 clients in 10 rooms, vs a bare WebSocket hub
+	$(PY) -m bench.rooms_bench
 
 clean: ## Remove local data (var/) — the database and logs
 	rm -rf var
