@@ -30,6 +30,7 @@ from services.review.evidence import purge_expired, read_evidence
 from services.review.intake import intake_loop
 from services.review.ports import Ports, ports_opener
 from services.review.queue_routes import queue_router
+from services.review.room_routes import room_router
 from services.review.settings import ReviewSettings
 from services.shared.mongo import Doc
 from services.shared.pages import Pages
@@ -93,6 +94,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
     )
     app.include_router(admin_router(settings, lambda: service.ports, pages))
     app.include_router(queue_router(settings, lambda: service.ports, pages))
+    app.include_router(room_router(lambda: service.ports, pages))
     return app
 
 

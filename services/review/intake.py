@@ -4,7 +4,8 @@
   (reports and appeals are opened where they are filed, on the links service);
 - open jobs whose image moved on without them (removed by a bank match, deleted by its owner,
   swept) are closed, so nobody is handed a job with nothing left to decide;
-- the queue gauges (depth, oldest job age) are refreshed.
+- the queue gauges (depth, oldest job age) are refreshed, the rooms queue's (open room
+  reports) too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
-from services.review import metrics
+from services.review import metrics, rooms
 from services.review.ports import Ports
 from services.review.settings import ReviewSettings
 from services.shared import jobrepo
@@ -99,4 +100,8 @@ async def intake_loop(settings: ReviewSettings, p: Ports) -> None:
             await run_in_threadpool(sync_once, p)
         except Exception:
             log.exception("review intake pass failed; will retry")
+        try:
+            await run_in_threadpool(rooms.refresh_gauges, p.rooms)
+        except Exception:
+            log.exception("rooms queue gauges not refreshed; will retry")
         await asyncio.sleep(settings.review_intake_interval_s)

@@ -11,7 +11,8 @@ BANK_CHANGES = Counter(
     "chatpic_review_bank_changes_total", "Hash bank entries added or removed.", ["action"]
 )
 
-# Review queues. Gauges are refreshed by the intake loop every few seconds.
+# Review queues (and queue="rooms": open room reports). Gauges are refreshed by the intake loop
+# every few seconds.
 QUEUE_DEPTH = Gauge("chatpic_review_queue_depth", "Open review jobs, by queue.", ["queue"])
 OLDEST_JOB_AGE = Gauge(
     "chatpic_review_oldest_job_age_seconds", "Age of the oldest open job, by queue.", ["queue"]
@@ -28,6 +29,16 @@ REPORT_TO_DECISION = Histogram(
 )
 APPEALS_OVERTURNED = Counter(
     "chatpic_review_appeals_overturned_total", "Appeals that restored a removed image."
+)
+ROOM_DECISIONS = Counter(
+    "chatpic_review_room_decisions_total",
+    "Decisions on room reports, by action (remove_message, mute, close, dismiss).",
+    ["action"],
+)
+UNPUBLISHED = Counter(
+    "chatpic_review_events_unpublished_total",
+    "Events the broker did not take (the decision stands in MongoDB), by event type.",
+    ["event"],
 )
 JOBS_OPENED = Counter(
     "chatpic_review_jobs_opened_total", "Jobs the review intake opened, by queue.", ["queue"]

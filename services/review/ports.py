@@ -1,4 +1,5 @@
-"""The review service's ports: repositories, the evidence vault and the event publisher."""
+"""The review service's ports: repositories, the evidence vault, the event publisher and the
+room collections (the rooms queue)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pymongo.database import Database
 
 from services.review.accounts import AccountStore
+from services.review.rooms import RoomStore
 from services.review.settings import ReviewSettings
 from services.shared.accountrepo import AccountRepo, LoginFailureRepo, SessionRepo
 from services.shared.jobrepo import JobRepo
@@ -29,6 +31,7 @@ class Ports:
     links: LinkRepo  # counts for the job view; an overturned removal's links serve again
     blobs: BlobStore  # image bytes, for the reviewer's preview
     accounts: AccountStore  # reviewer accounts, sessions and failed-login counters
+    rooms: RoomStore  # room reports, messages and rooms (the rooms queue)
 
 
 def ports_opener(settings: ReviewSettings) -> Callable[[Database[Doc]], Ports]:
@@ -44,12 +47,14 @@ def ports_opener(settings: ReviewSettings) -> Callable[[Database[Doc]], Ports]:
             LinkRepo(db),
             BlobStore(db),
             AccountStore(AccountRepo(db), SessionRepo(db), LoginFailureRepo(db), AuditRepo(db)),
+            RoomStore(db),
         )
         ports.accounts.ensure_indexes()
         ports.jobs.ensure_indexes()
         ports.reports.ensure_indexes()
         ports.banks.ensure_indexes()
         ports.audit.ensure_indexes()
+        ports.rooms.ensure_indexes()
         return ports
 
     return open_ports

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from gridfs.errors import NoFile
 from pydantic import BaseModel, Field
 
-from services.review import decisions, jobs
+from services.review import decisions, jobs, rooms
 from services.review.auth import Reviewer, require_reviewer
 from services.review.ports import Ports
 from services.review.settings import ReviewSettings
@@ -51,9 +51,12 @@ def queue_router(settings: ReviewSettings, ports: Callable[[], Ports], pages: Pa
 
     @router.get("/api/v1/queues")
     async def get_queues(me: Me) -> dict[str, Any]:
-        """Depth and oldest job age of every queue."""
-        found = await run_in_threadpool(jobs.queue_summary, ports(), me)
-        return {"queues": found}
+        """Depth and oldest job age of every job queue; ``rooms``: the same for the rooms
+        queue (room reports are no leased jobs: ``/api/v1/room-reports``)."""
+        p = ports()
+        found = await run_in_threadpool(jobs.queue_summary, p, me)
+        room_queue = await run_in_threadpool(rooms.queue_entry, p.rooms)
+        return {"queues": found, "rooms": room_queue}
 
     @router.get("/api/v1/queues/{queue}")
     async def list_queue(queue: str, me: Me) -> dict[str, Any]:
@@ -139,12 +142,14 @@ def queue_router(settings: ReviewSettings, ports: Callable[[], Ports], pages: Pa
             q["queue"]: await run_in_threadpool(jobs.queue_listing, p, q["queue"], me, 10)
             for q in summary
         }
+        room_queue = await run_in_threadpool(rooms.queue_entry, p.rooms)
         return pages.render(
             "queue.html",
             status,
             me=me,
             request_path="/",
             queues=summary,
+            rooms_queue=room_queue,
             listings=listings,
             lease_min=max(1, lease_s // 60),
             **extra,

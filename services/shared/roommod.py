@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -202,3 +202,55 @@ def room_summary(db: Database[Doc], room_id: str) -> dict[str, Any] | None:
         "members": db[MEMBERS].count_documents({"room_id": room_id}),
         "muted": list(room.get("muted") or []),
     }
+
+
+# --- the review side: reading and settling room reports ---------------------------------------
+
+CONTEXT_MESSAGES = 5
+
+
+def get_room_report(db: Database[Doc], report_id: str) -> Doc | None:
+    return db[REPORTS].find_one({"_id": report_id})
+
+
+def open_room_report_stats(db: Database[Doc]) -> tuple[int, datetime | None]:
+    """How many room reports are open, and when the oldest was filed."""
+    count = db[REPORTS].count_documents({"state": OPEN})
+    oldest = db[REPORTS].find_one(
+        {"state": OPEN}, {"created_at": 1}, sort=[("created_at", ASCENDING)]
+    )
+    return count, (oldest or {}).get("created_at")
+
+
+def open_reports_in_room(db: Database[Doc], room_id: str, limit: int = 500) -> list[Doc]:
+    return list(db[REPORTS].find({"room_id": room_id, "state": OPEN}).limit(limit))
+
+
+def reopen_room_report(db: Database[Doc], report: Doc) -> bool:
+    """Undo ``settle_room_report`` when the decision's move failed. Should a new report of the
+    message have opened meanwhile, this one stays open beside it under a key of its own."""
+    unset = {"action": "", "decided_by": "", "decided_at": "", "decision_reason": ""}
+    for key in (f"open:{report['message_id']}", f"reopened:{report['_id']}"):
+        try:
+            res = db[REPORTS].update_one(
+                {"_id": report["_id"], "state": {"$ne": OPEN}},
+                {"$set": {"state": OPEN, "open_key": key}, "$unset": unset},
+            )
+        except DuplicateKeyError:
+            continue
+        return res.modified_count == 1
+    return False
+
+
+def messages_before(
+    db: Database[Doc], room_id: str, at: datetime, limit: int = CONTEXT_MESSAGES
+) -> list[Doc]:
+    """The ``limit`` messages of the room just before ``at``, oldest first (context for a
+    moderator; the caller decides what of them to show)."""
+    cursor = (
+        db[MESSAGES]
+        .find({"room_id": room_id, "at": {"$lt": at}})
+        .sort([("at", DESCENDING)])
+        .limit(limit)
+    )
+    return list(reversed(list(cursor)))

@@ -92,9 +92,9 @@
   }
 
   function queueKey(key) {
-    var f = document.querySelector('form[data-key="' + key + '"]');
+    var f = document.querySelector('form[data-key="' + key + '"], a[data-key="' + key + '"]');
     if (!f) return false;
-    submit(f);
+    if (f.tagName === "A") window.location.href = f.href; else submit(f);
     return true;
   }
 
@@ -118,7 +118,7 @@
       return;
     }
     if (key === "?") { toggleHelp(); done = true; }
-    else if (!form && /^[rsae]$/.test(key) && queueKey(key)) { done = true; }
+    else if (!form && /^[rsaeo]$/.test(key) && queueKey(key)) { done = true; }
     else if (/^[crbeuo]$/.test(key)) { done = pick(key); }
     else if (/^[1-9]$/.test(key)) { done = pickReason(parseInt(key, 10)); }
     else if (key === "Enter") { if (usable) { submit(form); done = true; } }
