@@ -11,9 +11,10 @@ from fastapi import FastAPI, Form, Header
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from services.links import domain, metrics, owner
+from services.links import creation, metrics, owner
 from services.links.appeal_routes import appeal_router
 from services.links.background import background
+from services.links.gallery_routes import gallery_router
 from services.links.options import LinkRequest, OwnerRequest, form_bool, form_int, resolve
 from services.links.ports import Ports, ports_opener
 from services.links.report_routes import report_router
@@ -51,10 +52,10 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         background=None if ports is not None else background(settings),
     )
 
-    def new_link(req: LinkRequest) -> domain.CreatedLink:
+    def new_link(req: LinkRequest) -> creation.CreatedLink:
         p = service.ports
         try:
-            created = domain.create_link(
+            created = creation.create_link(
                 images=p.images,
                 links=p.links,
                 salt=salt,
@@ -72,6 +73,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             ("per_viewer", o.max_views_per_viewer is not None),
             ("session", o.end_of_session),
             ("password", o.password_hash is not None),
+            ("gallery", o.gallery_category is not None),
         )
         kinds = [kind for kind, on in chosen if on]
         for kind in kinds or ["plain"]:
@@ -81,7 +83,20 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
     def share_url(token: str) -> str:
         return f"{settings.links_public_url.rstrip('/')}/s/{token}"
 
-    def session_info(created: domain.CreatedLink) -> dict[str, Any] | None:
+    def gallery_info(created: creation.CreatedLink) -> dict[str, Any] | None:
+        g = created.gallery
+        if g is None:
+            return None
+        base = settings.links_public_url.rstrip("/")
+        return {
+            "category": g.category,
+            "public_id": g.public_id,
+            "listed_at": g.listed_at.isoformat(),
+            "url": f"{base}/g/{g.public_id}",
+            "gallery_url": f"{base}/gallery/{g.category}",
+        }
+
+    def session_info(created: creation.CreatedLink) -> dict[str, Any] | None:
         if created.session_key is None:
             return None
         base = settings.links_public_url.rstrip("/")
@@ -95,7 +110,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             "alive_until": created.alive_until.isoformat(),
         }
 
-    def describe_created(created: domain.CreatedLink) -> dict[str, Any]:
+    def describe_created(created: creation.CreatedLink) -> dict[str, Any]:
         o = created.options
         return {
             "link_id": created.link_id,
@@ -108,6 +123,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             "end_of_session": o.end_of_session,
             "password": o.password_hash is not None,
             "session": session_info(created),
+            "gallery": gallery_info(created),
         }
 
     @app.post("/api/v1/links", status_code=201)
@@ -124,6 +140,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         max_views_per_viewer: Annotated[str | None, Form(max_length=12)] = None,
         end_of_session: Annotated[str | None, Form(max_length=8)] = None,
         password: Annotated[str | None, Form(max_length=1024)] = None,
+        gallery_category: Annotated[str | None, Form(max_length=64)] = None,
     ) -> Response:
         form = {"image_id": image_id, "owner_token": owner_token}
         try:
@@ -135,6 +152,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 max_views_per_viewer=form_int(max_views_per_viewer, "max_views_per_viewer"),
                 end_of_session=form_bool(end_of_session),
                 password=password or None,
+                gallery_category=gallery_category or None,
             )
             created = await run_in_threadpool(new_link, req)
         except DomainError as exc:
@@ -152,6 +170,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                     "end_of_session": end_of_session,
                     # carried so "Try again" keeps the password (the uploader's own page)
                     "password": password,
+                    "gallery_category": gallery_category,
                 },
             )
         return pages.render(
@@ -160,6 +179,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             link=created,
             url=share_url(created.token),
             session=session_info(created),
+            gallery=gallery_info(created),
             owner_token=owner_token,
         )
 
@@ -259,5 +279,6 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         return p.images, p.links, p.reports, p.limiter, p.jobs
 
     app.include_router(report_router(settings, pages, report_repos))
+    app.include_router(gallery_router(settings, pages, lambda: service.ports))
     app.include_router(appeal_router(settings, lambda: service.ports))
     return app

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from services.links import metrics
-from services.links.domain import owned_image
+from services.links.creation import owned_image
 from services.links.ports import Ports
 from services.links.settings import LinksSettings
 from services.shared import jobrepo

@@ -2,7 +2,9 @@
 
 A view is spent only by an explicit reveal: one conditional update on the link (and one on the
 viewer's counter when the link limits views per viewer). The reveal returns a single-use,
-short-lived ticket; the image URL redeems the ticket once."""
+short-lived ticket; the image URL redeems the ticket once. A link is found by its share token
+(``/s/``) or, for a public link, by its gallery entry's public id (``/g/``). Making links lives
+in creation.py."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from gridfs.errors import NoFile
 
 from services.links.passwords import PasswordCheck
 from services.links.visitors import Viewer
-from services.shared.errors import Conflict, DomainError, Forbidden, Gone, NotFound
+from services.shared.errors import DomainError, Gone, NotFound
 from services.shared.linkrepo import LinkRepo, TicketRepo, ViewerRepo
 from services.shared.mongo import BlobStore, Doc
 from services.shared.repos import ImageRepo, now
 from services.shared.status import ImageStatus, may_serve
-from services.shared.tokens import new_id, new_token, same_hash, token_hash
+from services.shared.tokens import new_token, token_hash
 
 # Looked up when a token matches nothing, so an unknown token costs the same reads as a real one.
 _NO_IMAGE = "0" * 32
@@ -27,26 +29,6 @@ _NO_IMAGE = "0" * 32
 class Removed(DomainError):
     status = 451
     code = "removed"
-
-
-@dataclass(frozen=True)
-class LinkOptions:
-    expires_in_s: int
-    max_views: int
-    max_views_per_viewer: int | None = None
-    end_of_session: bool = False
-    password_hash: str | None = None
-
-
-@dataclass(frozen=True)
-class CreatedLink:
-    token: str
-    link_id: str
-    image_id: str
-    expires_at: datetime
-    alive_until: datetime
-    options: LinkOptions
-    session_key: str | None  # only for end-of-session links: the uploader page's heartbeat key
 
 
 @dataclass(frozen=True)
@@ -70,82 +52,6 @@ class Ticket:
 class Served:
     data: bytes
     content_type: str
-
-
-_NOT_READY = {
-    ImageStatus.PENDING.value: (
-        "not_scanned_yet",
-        "The photo is still being checked. Try again in a moment.",
-    ),
-    ImageStatus.REVIEW.value: ("under_review", "The photo is waiting for a moderator's decision."),
-}
-
-
-def owned_image(images: ImageRepo, salt: bytes, image_id: str, owner_token: str) -> Doc:
-    """The image, if ``owner_token`` is its owner's (constant-time comparison of keyed hashes)."""
-    doc = images.get(image_id) if len(image_id) <= 64 else None
-    stored = str(doc.get("owner_token_hash", "")) if doc else "-"
-    if doc is None or not same_hash(stored, token_hash(salt, owner_token)):
-        # Same answer for "no such image" and "wrong owner key": ids are not probeable.
-        raise NotFound("No image matches this id and owner key.", code="image_not_found")
-    return doc
-
-
-def create_link(
-    *,
-    images: ImageRepo,
-    links: LinkRepo,
-    salt: bytes,
-    image_id: str,
-    owner_token: str,
-    options: LinkOptions,
-    session_grace_s: int,
-    record_retention_s: int,
-) -> CreatedLink:
-    doc = owned_image(images, salt, image_id, owner_token)
-    status = str(doc.get("status"))
-    if not may_serve(status):
-        if status in _NOT_READY:
-            code, message = _NOT_READY[status]
-            raise Conflict(message, code=code, image_status=status)
-        raise Forbidden("This photo cannot be shared.", code="image_not_available")
-    t = now()
-    expires_at = t + timedelta(seconds=options.expires_in_s)
-    alive_until = expires_at
-    session_key = None
-    if options.end_of_session:
-        session_key = new_token()
-        alive_until = min(expires_at, t + timedelta(seconds=session_grace_s))
-    token = new_token()
-    created = CreatedLink(
-        token=token,
-        link_id=new_id(),
-        image_id=image_id,
-        expires_at=expires_at,
-        alive_until=alive_until,
-        options=options,
-        session_key=session_key,
-    )
-    links.insert(
-        {
-            "_id": token_hash(salt, token),
-            "link_id": created.link_id,
-            "image_id": image_id,
-            "expires_at": expires_at,
-            "alive_until": alive_until,
-            "max_views": options.max_views,
-            "max_views_per_viewer": options.max_views_per_viewer,
-            "end_of_session": options.end_of_session,
-            "session_hash": token_hash(salt, session_key) if session_key else None,
-            "password_hash": options.password_hash,
-            "purge_at": expires_at + timedelta(seconds=record_retention_s),
-        }
-    )
-    if not images.note_link(image_id, alive_until):
-        # The image stopped being cleared (or was swept) while the link was being made.
-        links.revoke(created.link_id, image_id, "revoked")
-        raise Forbidden("This photo cannot be shared.", code="image_not_available")
-    return created
 
 
 def gone_reason(link: Doc, at: datetime | None = None) -> DomainError:
@@ -178,9 +84,19 @@ def is_live(link: Doc, at: datetime) -> bool:
     )
 
 
-def _lookup(images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> tuple[Doc, Doc | None]:
-    """The link and its image. An unknown token does the same two reads before its 404."""
-    link = links.get(token_hash(salt, token)) if len(token) <= 128 else None
+def _find(links: LinkRepo, salt: bytes, token: str, public_id: str | None) -> Doc | None:
+    """A link by its share token (``/s/``) or, given ``public_id``, by its gallery entry."""
+    if public_id is not None:
+        return links.by_public_id(public_id) if len(public_id) <= 64 else None
+    return links.get(token_hash(salt, token)) if len(token) <= 128 else None
+
+
+def lookup(
+    images: ImageRepo, links: LinkRepo, salt: bytes, token: str, public_id: str | None
+) -> tuple[Doc, Doc | None]:
+    """The link and its image. An unknown token or public id does the same two reads as a
+    real one before its 404."""
+    link = _find(links, salt, token, public_id)
     image = images.get(str(link["image_id"]) if link else _NO_IMAGE)
     if link is None:
         raise NotFound("This link does not exist.", code="link_not_found")
@@ -203,23 +119,32 @@ def _check_image(image: Doc | None) -> Doc:
     raise Removed("This photo is no longer available.")
 
 
-def _check_link_and_image(link: Doc, image: Doc | None) -> None:
-    """Refuse an ended link or an image that may not be shown. A link that ended on its own
-    says why (used up, expired…) even after the sweeper deleted the bytes; moderation's 451
-    wins over everything."""
+def check_link_and_image(link: Doc, image: Doc | None) -> Doc:
+    """The image, unless the link ended or the image may not be shown. A link that ended on
+    its own says why (used up, expired…) even after the sweeper deleted the bytes;
+    moderation's 451 wins over everything."""
     ended = None if is_live(link, now()) else gone_reason(link)
     status = str(image.get("status")) if image else ""
     if ended is not None and status in _OWN_ENDINGS:
         raise ended
-    _check_image(image)
+    shown = _check_image(image)
     if ended is not None:
         raise ended
+    return shown
 
 
-def describe(*, images: ImageRepo, links: LinkRepo, salt: bytes, token: str) -> LinkView:
-    """What the share page says. Counts nothing and reads no image bytes."""
-    link, image = _lookup(images, links, salt, token)
-    _check_link_and_image(link, image)
+def describe(
+    *,
+    images: ImageRepo,
+    links: LinkRepo,
+    salt: bytes,
+    token: str = "",
+    public_id: str | None = None,
+) -> LinkView:
+    """What the share page says (found by ``token``, or by the gallery's ``public_id``).
+    Counts nothing and reads no image bytes."""
+    link, image = lookup(images, links, salt, token, public_id)
+    check_link_and_image(link, image)
     return LinkView(
         link_id=str(link["link_id"]),
         views_left=int(link["remaining"]),
@@ -238,16 +163,18 @@ def reveal(
     tickets: TicketRepo,
     passwords: PasswordCheck,
     salt: bytes,
-    token: str,
+    token: str = "",
+    public_id: str | None = None,
     viewer: Viewer,
     ticket_ttl_s: int,
 ) -> Ticket:
     """Spend one view and hand out a single-use ticket for the bytes.
 
     Nothing is spent when the image is not servable, the link has ended, or the password is
-    wrong. The per-viewer counter moves first and is given back if the link then refuses."""
-    link, image = _lookup(images, links, salt, token)
-    _check_link_and_image(link, image)  # a removed image never costs the viewer a view
+    wrong. The per-viewer counter moves first and is given back if the link then refuses.
+    The link is named by its share ``token`` or by its gallery ``public_id``: one flow."""
+    link, image = lookup(images, links, salt, token, public_id)
+    check_link_and_image(link, image)  # a removed image never costs the viewer a view
     passwords.check(link, viewer)
     link_hash = str(link["_id"])
     link_id = str(link["link_id"])

@@ -60,3 +60,16 @@ TAKEDOWN_DEAD_LETTERS = Counter(
     "image.takedown records sent to the dead-letter topic, by reason.",
     ["reason"],
 )
+GALLERY_PAGES = Counter(
+    "chatpic_links_gallery_pages_total",
+    "Gallery listings served, by kind (html, api) and scope (all, category).",
+    ["kind", "scope"],
+)  # scope is "all" or "category", never the category name nor a cursor
+GALLERY_THUMBNAILS = Counter(
+    "chatpic_links_gallery_thumbnails_total",
+    "Gallery thumbnail requests, by outcome (served or refusal code).",
+    ["outcome"],
+)
+GALLERY_REPORTS = Counter(
+    "chatpic_links_gallery_reports_total", "Reports filed from the gallery, by reason.", ["reason"]
+)

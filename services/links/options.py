@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from services.links.domain import LinkOptions
+from services.links.creation import LinkOptions
 from services.links.passwords import hash_password, validate_new
 from services.links.settings import LinksSettings
 from services.shared.errors import DomainError
+from services.shared.linkoptions import gallery_categories
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Secret = Annotated[str, Field(min_length=1, max_length=128)]
@@ -27,6 +28,11 @@ class LinkRequest(BaseModel):
     max_views_per_viewer: StrictInt | None = Field(default=None, ge=1)
     end_of_session: StrictBool = False
     password: str | None = Field(default=None, max_length=1024)
+    gallery_category: str | None = Field(
+        default=None,
+        max_length=64,
+        description="List the image in the public gallery under this category (empty: not).",
+    )
 
 
 class OwnerRequest(BaseModel):
@@ -52,6 +58,26 @@ def expiry_seconds(req: LinkRequest, settings: LinksSettings, at: datetime) -> i
             raise _refuse("expires_at is in the past.", "expires_at_in_past")
         return seconds
     return req.expires_in or settings.default_expires_in_s
+
+
+def gallery_category(
+    value: str | None, categories: tuple[str, ...], password: str | None
+) -> str | None:
+    """The public gallery category chosen, if any ("" or None: the link stays private). Only
+    the configured categories; a password-protected link cannot be public."""
+    name = (value or "").strip().lower()
+    if not name:
+        return None
+    if name not in categories:
+        raise _refuse(
+            "There is no such gallery category.", "unknown_category", categories=list(categories)
+        )
+    if password:
+        raise _refuse(
+            "A password-protected link cannot be shown in the public gallery.",
+            "password_not_public",
+        )
+    return name
 
 
 def resolve(req: LinkRequest, settings: LinksSettings, at: datetime) -> LinkOptions:
@@ -81,12 +107,16 @@ def resolve(req: LinkRequest, settings: LinksSettings, at: datetime) -> LinkOpti
             limit=max_views,
         )
     password = validate_new(req.password, settings.password_max_length)
+    category = gallery_category(
+        req.gallery_category, gallery_categories(settings.gallery_categories), password
+    )
     return LinkOptions(
         expires_in_s=expires_in,
         max_views=max_views,
         max_views_per_viewer=per_viewer,
         end_of_session=req.end_of_session,
         password_hash=hash_password(password) if password else None,
+        gallery_category=category,
     )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.links.domain import gone_reason, is_live, owned_image
+from services.links.creation import owned_image
+from services.links.domain import gone_reason, is_live
 from services.shared.errors import Conflict, NotFound
 from services.shared.linkrepo import LinkRepo, TicketRepo
 from services.shared.mongo import Doc
@@ -31,6 +32,7 @@ class LinkSummary:
     max_views_per_viewer: int | None
     end_of_session: bool
     password: bool
+    gallery_category: str | None  # listed in the public gallery under this category
 
 
 def link_state(link: Doc, at: datetime, image_status: str = ImageStatus.CLEARED.value) -> str:
@@ -61,6 +63,7 @@ def list_links(
             max_views_per_viewer=d.get("max_views_per_viewer"),
             end_of_session=bool(d.get("end_of_session")),
             password=bool(d.get("password_hash")),
+            gallery_category=(d.get("gallery") or {}).get("category"),
         )
         for d in links.for_image(image_id)
     ]

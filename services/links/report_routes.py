@@ -31,17 +31,20 @@ class ReportRequest(BaseModel):
     link_token: str | None = Field(default=None, max_length=128)
 
 
-def report_router(
-    settings: LinksSettings,
-    pages: Pages,
-    repos: Callable[[], tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter, JobRepo]],
-) -> APIRouter:
-    router = APIRouter()
+Repos = Callable[[], tuple[ImageRepo, LinkRepo, ReportRepo, RateLimiter, JobRepo]]
+
+
+def reporter_of(settings: LinksSettings) -> Callable[[Request], str]:
+    """Who reports: a salted key of the reduced client address, never the address."""
     salt = settings.salt()
     proxies = parse_networks(settings.trusted_proxies.split(","))
+    return lambda request: request_client_key(request, salt, proxies, "report")
 
-    def reporter_of(request: Request) -> str:
-        return request_client_key(request, salt, proxies, "report")
+
+def report_filer(settings: LinksSettings, repos: Repos) -> Callable[[ReportRequest, str], str]:
+    """Files one report (rate-limited per reporter) into the review queue; blocking: run it in
+    a thread. Share pages, the reports API and the gallery all file through it."""
+    salt = settings.salt()
 
     def file(req: ReportRequest, reporter: str) -> str:
         images, links, reports, limiter, jobs = repos()
@@ -69,9 +72,17 @@ def report_router(
             metrics.AUTO_HIDES.inc()
         return filed.report_id
 
+    return file
+
+
+def report_router(settings: LinksSettings, pages: Pages, repos: Repos) -> APIRouter:
+    router = APIRouter()
+    file = report_filer(settings, repos)
+    reporter = reporter_of(settings)
+
     @router.post("/api/v1/reports", status_code=201)
     async def create_report(req: ReportRequest, request: Request) -> dict[str, str]:
-        report_id = await run_in_threadpool(file, req, reporter_of(request))
+        report_id = await run_in_threadpool(file, req, reporter(request))
         return {"report_id": report_id, "status": "open"}
 
     @router.post("/s/{token}/report", response_class=HTMLResponse, include_in_schema=False)
@@ -83,7 +94,7 @@ def report_router(
     ) -> Response:
         req = ReportRequest(reason=reason, details=details, link_token=token[:128])
         try:
-            await run_in_threadpool(file, req, reporter_of(request))
+            await run_in_threadpool(file, req, reporter(request))
         except DomainError as exc:
             return pages.render("gone.html", exc.status, exc.headers, error=exc)
         return pages.render("reported.html", 201)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -59,34 +60,59 @@ async def _password_from(request: Request) -> str | None:
     return password if isinstance(password, str) and password else None
 
 
+@dataclass(frozen=True)
+class Target:
+    """How the visitor named the link: a share token (``/s/{token}``) or a gallery entry's
+    public id (``/g/{public_id}``). Both go through the same describe/reveal flow."""
+
+    token: str = ""
+    public_id: str | None = None
+
+    @property
+    def page(self) -> str:
+        return f"/g/{self.public_id}" if self.public_id is not None else f"/s/{self.token}"
+
+    @property
+    def report(self) -> str:
+        """Where its report form posts."""
+        if self.public_id is not None:
+            return f"/gallery/{self.public_id}/report"
+        return f"/s/{self.token}/report"
+
+
 def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Ports]) -> APIRouter:
     router = APIRouter()
     salt = settings.salt()
     proxies = parse_networks(settings.trusted_proxies.split(","))
 
-    def gone_page(exc: DomainError, token: str | None = None) -> Response:
-        reportable = token if exc.code in REPORTABLE else None
-        return pages.render("gone.html", exc.status, exc.headers, error=exc, token=reportable)
+    def gone_page(exc: DomainError, target: Target | None = None) -> Response:
+        reportable = target if target is not None and exc.code in REPORTABLE else None
+        return pages.render("gone.html", exc.status, exc.headers, error=exc, target=reportable)
 
-    @router.api_route(
-        "/s/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
-    )
-    async def share_page(token: str, request: Request) -> Response:
+    async def describe(target: Target) -> domain.LinkView:
+        p = ports()
+        return await run_in_threadpool(
+            lambda: domain.describe(
+                images=p.images,
+                links=p.links,
+                salt=salt,
+                token=target.token,
+                public_id=target.public_id,
+            )
+        )
+
+    async def share_page(target: Target, request: Request) -> Response:
         if is_automated(request.headers.get("user-agent"), request.headers):
             # A preview card: no lookups, no state, no image (not even a thumbnail).
-            metrics.AUTOMATED.labels("share").inc()
+            metrics.AUTOMATED.labels("share" if target.public_id is None else "gallery").inc()
             return pages.render("card.html")
-        p = ports()
         try:
-            view = await run_in_threadpool(
-                lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
-            )
+            view = await describe(target)
         except DomainError as exc:
-            return gone_page(exc, token)
-        return pages.render("share.html", view=view, token=token)
+            return gone_page(exc, target)
+        return pages.render("share.html", view=view, target=target)
 
-    @router.post("/s/{token}/reveal")
-    async def reveal(token: str, request: Request) -> Response:
+    async def reveal(target: Target, request: Request) -> Response:
         p = ports()
         html = wants_html(request)
         try:
@@ -103,7 +129,8 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
                     tickets=p.tickets,
                     passwords=p.passwords,
                     salt=salt,
-                    token=token,
+                    token=target.token,
+                    public_id=target.public_id,
                     viewer=viewer,
                     ticket_ttl_s=settings.ticket_ttl_s,
                 )
@@ -113,8 +140,8 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
             if not html:
                 raise
             if exc.code in ("password_required", "wrong_password", "rate_limited"):
-                return await _share_again(token, exc)
-            return gone_page(exc, token)
+                return await _share_again(target, exc)
+            return gone_page(exc, target)
         metrics.REVEALS.labels("granted").inc()
         if html:  # post/redirect/get: reloading the view page never re-posts a reveal
             return RedirectResponse(f"/v/{ticket.ticket}", status_code=303)
@@ -128,17 +155,39 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
             headers={"Cache-Control": "no-store"},
         )
 
-    async def _share_again(token: str, exc: DomainError) -> Response:
-        p = ports()
+    async def _share_again(target: Target, exc: DomainError) -> Response:
         try:
-            view = await run_in_threadpool(
-                lambda: domain.describe(images=p.images, links=p.links, salt=salt, token=token)
-            )
+            view = await describe(target)
         except DomainError as gone:
-            return gone_page(gone, token)
+            return gone_page(gone, target)
         return pages.render(
-            "share.html", exc.status, exc.headers, view=view, token=token, error=exc
+            "share.html", exc.status, exc.headers, view=view, target=target, error=exc
         )
+
+    @router.api_route(
+        "/s/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
+    async def share_by_token(token: str, request: Request) -> Response:
+        return await share_page(Target(token=token), request)
+
+    @router.post("/s/{token}/reveal")
+    async def reveal_by_token(token: str, request: Request) -> Response:
+        return await reveal(Target(token=token), request)
+
+    @router.api_route(
+        "/g/{public_id}",
+        methods=["GET", "HEAD"],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    async def gallery_entry(public_id: str, request: Request) -> Response:
+        """A gallery card opens this: the same page as a share link (views left, expiry)."""
+        return await share_page(Target(public_id=public_id), request)
+
+    @router.post("/g/{public_id}/reveal")
+    async def reveal_gallery_entry(public_id: str, request: Request) -> Response:
+        """Spends one view of the public link, exactly like ``/s/{token}/reveal``."""
+        return await reveal(Target(public_id=public_id), request)
 
     @router.get("/v/{ticket}", response_class=HTMLResponse, include_in_schema=False)
     async def view_page(ticket: str, request: Request) -> Response:

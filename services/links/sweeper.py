@@ -51,6 +51,7 @@ TTL_INDEXES = (
     ("links", "purge_at"),
     ("tickets", "expires_at"),
     ("link_viewers", "purge_at"),
+    ("gallery_claims", "purge_at"),  # an image's one gallery entry, kept as long as its link
 )
 
 _LINK_FIELDS = {"revoked": 1, "remaining": 1, "alive_until": 1, "expires_at": 1}

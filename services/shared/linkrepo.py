@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -26,14 +26,44 @@ def live_filter(at: datetime) -> dict[str, Any]:
 
 
 class LinkRepo:
-    """Links keyed by the hash of their token."""
+    """Links keyed by the hash of their token. A public link also carries
+    ``gallery: {category, public_id, listed_at}``; ``gallery_claims`` (``_id`` = image id) holds
+    the one gallery entry an image may ever have."""
 
     def __init__(self, db: Database[Doc]) -> None:
         self.col = db["links"]
+        self.claims = db["gallery_claims"]
 
     def ensure_indexes(self) -> None:
         self.col.create_index([("image_id", ASCENDING)])
         self.col.create_index([("link_id", ASCENDING)], unique=True)
+        self.col.create_index([("gallery.public_id", ASCENDING)])
+        self.col.create_index([("gallery.category", ASCENDING), ("gallery.listed_at", DESCENDING)])
+        self.col.create_index([("gallery.listed_at", DESCENDING)])
+
+    def claim_gallery(self, image_id: str, link_id: str, purge_at: datetime) -> bool:
+        """The image's one gallery entry, for ``link_id``; False if the image already had one
+        (the unique ``_id`` decides a race). The claim is dropped together with its link's
+        record (TTL on ``purge_at``), long after the image's bytes are gone."""
+        try:
+            self.claims.insert_one(
+                {"_id": image_id, "link_id": link_id, "created_at": now(), "purge_at": purge_at}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def release_gallery(self, image_id: str, link_id: str) -> None:
+        """A claim whose link was never stored (the insert failed) is given back."""
+        self.claims.delete_one({"_id": image_id, "link_id": link_id})
+
+    def by_public_id(self, public_id: str) -> Doc | None:
+        return self.col.find_one({"gallery.public_id": public_id})
+
+    def gallery_batch(self, query: dict[str, Any], limit: int) -> list[Doc]:
+        """Gallery entries matching ``query``, newest first (ties by public id, descending)."""
+        order = [("gallery.listed_at", DESCENDING), ("gallery.public_id", DESCENDING)]
+        return list(self.col.find(query).sort(order).limit(limit))
 
     def insert(self, doc: Doc) -> None:
         self.col.insert_one({**doc, "views": 0, "remaining": doc["max_views"], "created_at": now()})
