@@ -26,6 +26,7 @@ class Live:
     links: httpx.Client
     review_anon: httpx.Client  # the review console without a session
     scanner: httpx.Client
+    rooms: httpx.Client
     mongo: MongoClient[dict[str, Any]]
     admin_password: str
     review: httpx.Client = field(init=False)  # logged in as the first admin, CSRF header set
@@ -146,6 +147,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             "CHATPIC_SESSION_HEARTBEAT_S": "1",
             "CHATPIC_SWEEP_INTERVAL_S": "1",
             "CHATPIC_TICKET_FETCH_GRACE_S": "1",
+            # Rooms: short lifetimes allowed, a sweeper every second, a budget that the whole
+            # session's joins from 127.0.0.1 fit in (the rate-limit test uses other addresses).
+            "CHATPIC_ROOMS_MIN_LIFETIME_S": "2",
+            "CHATPIC_ROOMS_SWEEP_INTERVAL_S": "1",
+            "CHATPIC_ROOMS_RATE_LIMIT": "3000",
         },
     )
     stack.start()
@@ -157,6 +163,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             ("links", p.links),
             ("review_anon", p.review),
             ("scanner", p.scanner),
+            ("rooms", p.rooms),
         )
     }
     mongo: MongoClient[dict[str, Any]] = MongoClient(

@@ -24,7 +24,7 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1
-SERVICES = ("ingest", "links", "review", "scanner")
+SERVICES = ("ingest", "links", "review", "rooms", "scanner")
 ADMIN_PASSWORD_FILE = "review_admin_password"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pymongo.collection import Collection
@@ -34,6 +35,7 @@ from services.shared.linkoptions import (
     MAX_VIEWS_CHOICES,
     PASSWORD_MAX_LENGTH,
     PER_VIEWER_CHOICES,
+    gallery_categories,
 )
 from services.shared.mongo import BlobStore, Doc
 from services.shared.pages import Pages
@@ -118,6 +120,13 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         close_ports=lambda p: p.publisher.close(),
         inner_middleware=body_limit,
     )
+    # Room pages upload photos here straight from the browser: that origin only, no cookies.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[settings.rooms_public_url.rstrip("/")],
+        allow_methods=["GET", "POST"],
+        allow_credentials=False,
+    )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     async def take(request: Request) -> tuple[Accepted, SanitizedImage]:
@@ -159,6 +168,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     choices: dict[str, Any] = {
         "max_views_choices": MAX_VIEWS_CHOICES,
         "expiry_choices": EXPIRY_CHOICES_S,
+        "gallery_categories": gallery_categories(settings.gallery_categories),
     }
     links_url = settings.links_public_url.rstrip("/")
 
@@ -222,6 +232,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 "max_views_per_viewer": list(PER_VIEWER_CHOICES),
                 "end_of_session": True,
                 "password_max_length": PASSWORD_MAX_LENGTH,
+                "gallery_categories": list(choices["gallery_categories"]),
             },
         }
 

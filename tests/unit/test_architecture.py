@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
-NAMES = ("ingest", "scanner", "links", "review")
+NAMES = ("ingest", "scanner", "links", "review", "rooms")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -10,13 +10,14 @@ from pydantic_settings import BaseSettings
 from services.ingest.settings import IngestSettings
 from services.links.settings import LinksSettings
 from services.review.settings import ReviewSettings
+from services.rooms.settings import RoomsSettings
 from services.scanner.settings import ScannerSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 @pytest.mark.parametrize(
-    "settings", [IngestSettings, LinksSettings, ReviewSettings, ScannerSettings]
+    "settings", [IngestSettings, LinksSettings, ReviewSettings, RoomsSettings, ScannerSettings]
 )
 def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
     missing = [

@@ -1,0 +1,97 @@
+"""Consumer groups of the rooms service: ``image.scanned`` (group ``chatpic-rooms-scans``: a
+cleared image's messages become visible, others refused) and ``image.takedown`` (group
+``chatpic-rooms-takedowns``: the image's messages are removed). Each event is handled by one
+rooms process, which broadcasts (and relays) the result. Handling is idempotent (conditional
+updates) and offsets are committed after it; a failure rebuilds the consumer, so the records
+come again. The sweeper's reconcile settles anything the broker lost."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from services.rooms import metrics
+from services.shared.events import (
+    IMAGE_SCANNED,
+    IMAGE_TAKEN_DOWN,
+    EnvelopeError,
+    EventType,
+    decode,
+)
+from services.shared.kafka import PositionGuard, make_consumer
+from services.shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+SCANS_GROUP = "chatpic-rooms-scans"
+TAKEDOWNS_GROUP = "chatpic-rooms-takedowns"
+
+
+def _consume(
+    settings: CommonSettings,
+    group: str,
+    event: EventType[Any],
+    handle: Callable[[Any], None],
+    stop: threading.Event,
+) -> None:
+    consumer = make_consumer(settings, group, [event.topic])
+    try:
+        guard = PositionGuard(consumer)
+        while not stop.is_set():
+            batch = consumer.poll(timeout_ms=500, max_records=8)
+            done: dict[TopicPartition, OffsetAndMetadata] = {}
+            try:
+                for tp, records in batch.items():
+                    for record in records:
+                        try:
+                            payload = decode(record.value, event).payload
+                        except EnvelopeError as exc:
+                            log.warning(
+                                "ignored a bad record", extra={"group": group, "reason": exc.reason}
+                            )
+                        else:
+                            handle(payload)  # raises: nothing further is committed
+                        done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+            finally:
+                if done:
+                    try:
+                        consumer.commit(done)
+                    except KafkaError as exc:
+                        log.warning("commit failed", extra={"group": group, "err": repr(exc)})
+            guard.check()
+    finally:
+        try:
+            consumer.close(autocommit=False, timeout_ms=2000)
+        except Exception as exc:
+            log.debug("closing a consumer raised", extra={"err": repr(exc)})
+
+
+def start(
+    settings: CommonSettings,
+    group: str,
+    event: EventType[Any],
+    handle: Callable[[Any], None],
+    stop: threading.Event,
+    name: str,
+) -> threading.Thread:
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                _consume(settings, group, event, handle, stop)
+            except Exception as exc:
+                metrics.CONSUMER_ERRORS.labels(name).inc()
+                log.warning("consumer restarting", extra={"group": group, "err": repr(exc)})
+                stop.wait(2.0)
+
+    thread = threading.Thread(target=run, name=f"rooms-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+__all__ = ["IMAGE_SCANNED", "IMAGE_TAKEN_DOWN", "start"]
