@@ -51,7 +51,7 @@ class StackPorts:
     links: int = 8002
     review: int = 8003
     scanner: int = 8004
-    rooms: int = 8010
+    rooms: int = 8100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackPorts:
@@ -185,6 +185,17 @@ class Stack:
     def check_ports(self) -> None:
         wanted = [(n, getattr(self.ports, n)) for n in self.ports.__dataclass_fields__]
         wanted += [(f"scanner-{i}", self.ports.scanner + i) for i in range(1, self.scanners)]
+        clashes: dict[int, list[str]] = {}
+        for name, port in wanted:
+            clashes.setdefault(port, []).append(name)
+        shared = [
+            f"{' and '.join(names)} ({port})" for port, names in clashes.items() if len(names) > 1
+        ]
+        if shared:
+            raise StackError(
+                "Two parts of the stack would use one port: " + ", ".join(shared) + ". Choose "
+                "others with CHATPIC_<NAME>_PORT (scanner N uses CHATPIC_SCANNER_PORT + N)."
+            )
         taken = [f"{name} ({port})" for name, port in wanted if port_in_use(port)]
         if taken:
             raise StackError(
@@ -358,9 +369,12 @@ def main() -> int:
     print(
         "\nChatPic is running.\n"
         f"  Open:            http://127.0.0.1:{p.ingest}/\n"
+        f"  Rooms:           http://127.0.0.1:{p.rooms}/rooms  (gallery: "
+        f"http://127.0.0.1:{p.links}/gallery)\n"
         f"  Review console:  http://127.0.0.1:{p.review}/  (user admin, password in "
         f"{password_file})\n"
         f"  Metrics:         http://127.0.0.1:{p.ingest}/metrics, :{p.links}, :{p.review}, "
+        f":{p.rooms}, "
         f":{p.scanner}-{p.scanner + stack.scanners - 1} "
         f"({stack.scanners} scanner{'' if stack.scanners == 1 else 's'})\n"
         "Press Ctrl-C to stop.",

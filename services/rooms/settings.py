@@ -6,7 +6,7 @@ from services.shared.settings import HttpServiceSettings
 
 
 class RoomsSettings(HttpServiceSettings):
-    port: int = 8010
+    port: int = 8100
     # A room's lifetime is chosen at creation within these bounds (seconds).
     rooms_min_lifetime_s: int = 600
     rooms_max_lifetime_s: int = 24 * 3600

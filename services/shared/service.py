@@ -90,6 +90,17 @@ def create_service_app(
     return app
 
 
-def serve(name: str, settings: HttpServiceSettings, app: Callable[[], FastAPI]) -> None:
+def serve(
+    name: str, settings: HttpServiceSettings, app: Callable[[], FastAPI], **uvicorn_options: Any
+) -> None:
+    """Run one service under uvicorn with our logging; ``uvicorn_options`` adds server options
+    (e.g. ``ws_max_size``)."""
     configure_logging(name, settings.log_level)
-    uvicorn.run(app(), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        app(),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        **uvicorn_options,
+    )

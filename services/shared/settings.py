@@ -65,7 +65,7 @@ class HttpServiceSettings(CommonSettings):
     ingest_public_url: str = "http://127.0.0.1:8001"
     links_public_url: str = "http://127.0.0.1:8002"
     review_public_url: str = "http://127.0.0.1:8003"
-    rooms_public_url: str = "http://127.0.0.1:8010"
+    rooms_public_url: str = "http://127.0.0.1:8100"
     # Categories of the public gallery, comma-separated (links lists them; the upload page
     # offers them). Empty: no gallery choice is offered and no link can be made public.
     gallery_categories: str = "nature,memes,wallpapers,photography"

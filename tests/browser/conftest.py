@@ -52,6 +52,7 @@ def urls(live: Live) -> dict[str, str]:
     return {
         "ingest": str(live.ingest.base_url).rstrip("/"),
         "links": str(live.links.base_url).rstrip("/"),
+        "rooms": str(live.rooms.base_url).rstrip("/"),
     }
 
 

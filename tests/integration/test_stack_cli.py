@@ -77,7 +77,10 @@ def test_run_prints_the_url_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         page = httpx.get(f"http://127.0.0.1:{ports.ingest}/", timeout=10)
         assert page.status_code == 200 and "<form" in page.text
         kids = children_of(proc.pid)
-        assert len(kids) == 6  # broker, database, ingest, links, review, scanner
+        assert len(kids) == 7  # broker, database, ingest, links, review, rooms, scanner
+        assert f"http://127.0.0.1:{ports.rooms}/rooms" in output, output
+        rooms = httpx.get(f"http://127.0.0.1:{ports.rooms}/rooms", timeout=10)
+        assert rooms.status_code == 200 and "Start a room" in rooms.text
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
@@ -109,6 +112,23 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"broker ({ports.broker})" in result.stderr and "already in use" in result.stderr
+
+
+def test_a_scanner_port_that_is_another_service_port_is_named(tmp_path: Path) -> None:
+    ports = StackPorts.free()
+    env = stack_env(ports, tmp_path)
+    env["CHATPIC_SCANNERS"] = "3"
+    env["CHATPIC_ROOMS_PORT"] = str(ports.scanner + 2)  # scanner-2's metrics port
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.local.stack"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert f"rooms and scanner-2 ({ports.scanner + 2})" in result.stderr
 
 
 def test_a_bad_port_setting_is_refused(tmp_path: Path) -> None:
