@@ -12,7 +12,7 @@ from services.shared.linkrepo import LinkRepo
 from services.shared.mongo import Doc
 from services.shared.repos import ImageRepo, now
 from services.shared.status import ImageStatus, may_serve
-from services.shared.tokens import new_id, new_token, same_hash, token_hash
+from services.shared.tokens import new_id, new_token, token_hash
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,8 @@ _NOT_READY = {
 
 def owned_image(images: ImageRepo, salt: bytes, image_id: str, owner_token: str) -> Doc:
     """The image, if ``owner_token`` is its owner's (constant-time comparison of keyed hashes)."""
-    doc = images.get(image_id) if len(image_id) <= 64 else None
-    stored = str(doc.get("owner_token_hash", "")) if doc else "-"
-    if doc is None or not same_hash(stored, token_hash(salt, owner_token)):
-        # Same answer for "no such image" and "wrong owner key": ids are not probeable.
+    doc = images.get_owned(image_id, token_hash(salt, owner_token))
+    if doc is None:  # the same answer for "no such image" and "wrong owner key"
         raise NotFound("No image matches this id and owner key.", code="image_not_found")
     return doc
 

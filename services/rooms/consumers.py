@@ -24,7 +24,7 @@ from services.shared.events import (
     EventType,
     decode,
 )
-from services.shared.kafka import PositionGuard, make_consumer
+from services.shared.kafka import PositionGuard, make_consumer, start_restarting
 from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -80,18 +80,12 @@ def start(
     stop: threading.Event,
     name: str,
 ) -> threading.Thread:
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                _consume(settings, group, event, handle, stop)
-            except Exception as exc:
-                metrics.CONSUMER_ERRORS.labels(name).inc()
-                log.warning("consumer restarting", extra={"group": group, "err": repr(exc)})
-                stop.wait(2.0)
-
-    thread = threading.Thread(target=run, name=f"rooms-{name}", daemon=True)
-    thread.start()
-    return thread
+    return start_restarting(
+        f"rooms-{name}",
+        lambda: _consume(settings, group, event, handle, stop),
+        stop,
+        on_failure=lambda _exc: metrics.CONSUMER_ERRORS.labels(name).inc(),
+    )
 
 
 __all__ = ["IMAGE_SCANNED", "IMAGE_TAKEN_DOWN", "start"]

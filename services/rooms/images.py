@@ -21,7 +21,7 @@ from services.shared.errors import DomainError, Gone, NotFound
 from services.shared.mongo import Doc
 from services.shared.repos import now
 from services.shared.status import ImageStatus, may_serve
-from services.shared.tokens import same_hash, token_hash
+from services.shared.tokens import token_hash
 
 # emit(room_id, frame, to): broadcast a frame to a room (to = one nickname key only)
 Emit = Callable[[str, dict[str, Any], str | None], None]
@@ -29,10 +29,8 @@ Emit = Callable[[str, dict[str, Any], str | None], None]
 
 def _owned(p: Ports, salt: bytes, image_id: Any, owner_token: Any) -> Doc:
     ok_types = isinstance(image_id, str) and isinstance(owner_token, str)
-    doc = p.images.get(image_id) if ok_types and 0 < len(image_id) <= 64 else None
-    stored = str(doc.get("owner_token_hash", "")) if doc else "-"
-    given = token_hash(salt, owner_token[:256]) if isinstance(owner_token, str) else ""
-    if doc is None or not same_hash(stored, given):
+    doc = p.images.get_owned(image_id, token_hash(salt, owner_token[:256])) if ok_types else None
+    if doc is None:
         raise FrameError("No image matches this id and owner key.", code="image_not_found")
     return doc
 

@@ -25,7 +25,13 @@ from services.shared.events import (
     make_envelope,
     topic_name,
 )
-from services.shared.kafka import RECONNECT_BACKOFF_MAX_MS, PositionGuard, Publisher, PublishError
+from services.shared.kafka import (
+    RECONNECT_BACKOFF_MAX_MS,
+    PositionGuard,
+    Publisher,
+    PublishError,
+    start_restarting,
+)
 from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -142,14 +148,8 @@ def start_listener(
     on_moderated: OnModerated,
     stop: threading.Event,
 ) -> threading.Thread:
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                _listen(settings, instance_id, on_relay, on_moderated, stop)
-            except Exception as exc:
-                log.warning("room relay listener restarting", extra={"err": repr(exc)})
-                stop.wait(2.0)
-
-    thread = threading.Thread(target=run, name="rooms-relay-in", daemon=True)
-    thread.start()
-    return thread
+    return start_restarting(
+        "rooms-relay-in",
+        lambda: _listen(settings, instance_id, on_relay, on_moderated, stop),
+        stop,
+    )

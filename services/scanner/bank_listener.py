@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from services.scanner import metrics
 from services.scanner.banks import BankMatcher
 from services.shared.events import BANK_CHANGED, EnvelopeError, decode, topic_name
-from services.shared.kafka import RECONNECT_BACKOFF_MAX_MS, PositionGuard
+from services.shared.kafka import RECONNECT_BACKOFF_MAX_MS, PositionGuard, start_restarting
 from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,4 @@ def _consume(settings: CommonSettings, matcher: BankMatcher, stop: threading.Eve
 def start(
     settings: CommonSettings, matcher: BankMatcher, stop: threading.Event
 ) -> threading.Thread:
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                _consume(settings, matcher, stop)
-            except Exception as exc:
-                log.warning("bank.changed listener restarting", extra={"err": repr(exc)})
-                stop.wait(2.0)
-
-    thread = threading.Thread(target=run, name="bank-changed", daemon=True)
-    thread.start()
-    return thread
+    return start_restarting("bank-changed", lambda: _consume(settings, matcher, stop), stop)

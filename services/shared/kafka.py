@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,6 +201,34 @@ class PositionGuard:
             else:
                 self.consumer.seek_to_beginning(*behind_end)
         return behind_end
+
+
+def start_restarting(
+    name: str,
+    body: Callable[[], None],
+    stop: threading.Event,
+    *,
+    on_failure: Callable[[Exception], None] | None = None,
+    pause_s: float = 2.0,
+) -> threading.Thread:
+    """Run ``body`` (one consumer's life: make it, poll until ``stop``, close it) in a daemon
+    thread named ``name``. Whatever ends it early (the broker unreachable at start, an error
+    out of the loop) is logged, passed to ``on_failure``, and ``body`` runs again after
+    ``pause_s``, until ``stop`` is set."""
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                body()
+            except Exception as exc:
+                log.warning("consumer restarting", extra={"thread": name, "err": repr(exc)})
+                if on_failure is not None:
+                    on_failure(exc)
+                stop.wait(pause_s)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def make_consumer(settings: CommonSettings, group_id: str, topics: list[str]) -> KafkaConsumer:

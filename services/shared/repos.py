@@ -12,6 +12,7 @@ from pymongo.database import Database
 
 from services.shared.mongo import Doc
 from services.shared.status import ImageStatus
+from services.shared.tokens import same_hash
 
 
 def now() -> datetime:
@@ -36,6 +37,13 @@ class ImageRepo:
 
     def get(self, image_id: str) -> Doc | None:
         return self.col.find_one({"_id": image_id})
+
+    def get_owned(self, image_id: str, owner_token_hash: str) -> Doc | None:
+        """The image, if ``owner_token_hash`` is its owner's (constant-time comparison). None
+        alike for no such image and for a wrong key, so image ids cannot be probed."""
+        doc = self.get(image_id) if 0 < len(image_id) <= 64 else None
+        stored = str(doc.get("owner_token_hash", "")) if doc else "-"
+        return doc if doc is not None and same_hash(stored, owner_token_hash) else None
 
     def mark_published(self, image_id: str) -> None:
         t = now()

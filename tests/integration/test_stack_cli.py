@@ -165,7 +165,7 @@ def test_children_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
                 pass
             time.sleep(0.5)
         kids = children_of(proc.pid)
-        assert len(kids) == 6
+        assert len(kids) == 7
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 20

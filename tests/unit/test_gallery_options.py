@@ -114,6 +114,10 @@ class OneImage:
     def get(self, image_id: str) -> dict[str, Any] | None:
         return self.doc if image_id == "img1" else None
 
+    def get_owned(self, image_id: str, owner_token_hash: str) -> dict[str, Any] | None:
+        doc = self.get(image_id)
+        return doc if doc and doc["owner_token_hash"] == owner_token_hash else None
+
     def note_link(self, image_id: str, alive_until: datetime) -> bool:
         return True
 

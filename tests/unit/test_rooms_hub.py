@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from services.rooms.background import apply_moderated, refresh_once
@@ -18,6 +20,12 @@ from services.shared.events import (
     make_envelope,
 )
 from services.shared.repos import now
+
+
+def in_own_loop(coro: Coroutine[Any, Any, None]) -> None:
+    """Run on a thread of its own: the browser tests' Playwright keeps a loop in this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result(timeout=30)
 
 
 class FakeSocket:
@@ -86,7 +94,7 @@ def test_broadcast_reaches_local_sockets_and_the_relay() -> None:
         assert len(b.sent) == 2
         hub.close_all()
 
-    asyncio.run(run())
+    in_own_loop(run())
 
 
 def test_kick_and_close_act_on_local_connections() -> None:
@@ -108,7 +116,7 @@ def test_kick_and_close_act_on_local_connections() -> None:
         assert a.sent[-1] == {"type": "closed", "reason": "owner"} and a.closed == 1000
         assert view.closed_by == "owner"
 
-    asyncio.run(run())
+    in_own_loop(run())
 
 
 def test_a_slow_reader_is_dropped_without_holding_others_up() -> None:
@@ -125,7 +133,7 @@ def test_a_slow_reader_is_dropped_without_holding_others_up() -> None:
         assert s.ending
         hub.close_all()
 
-    asyncio.run(run())
+    in_own_loop(run())
 
 
 def test_moderation_events_and_refresh_reach_sockets() -> None:
@@ -145,7 +153,7 @@ def test_moderation_events_and_refresh_reach_sockets() -> None:
         await settle()
         assert {"type": "closed", "reason": "moderator"} in a.sent
 
-    asyncio.run(run())
+    in_own_loop(run())
 
 
 def test_relay_records_skip_their_own_origin_and_bad_records() -> None:
