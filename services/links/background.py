@@ -47,6 +47,7 @@ def background(settings: LinksSettings) -> Callable[[Ports], Coroutine[Any, Any,
             stop,
             on_killed=metrics.KILLED_BY_TAKEDOWN.inc,
             on_dead_letter=lambda reason: metrics.TAKEDOWN_DEAD_LETTERS.labels(reason).inc(),
+            in_force=takedowns.not_cleared(p.images.col),
         )
         try:
             await sweeper.sweeper_loop(

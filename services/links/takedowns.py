@@ -116,6 +116,21 @@ def _noop(_: Any) -> None:
     return None
 
 
+def _always(_: str) -> bool:
+    return True
+
+
+def not_cleared(images: Collection[Doc]) -> Callable[[str], bool]:
+    """Is a takedown of this image still in force? No once a reviewer cleared it again (an
+    overturned appeal): a late delivery of the old event must not end the links it restored."""
+
+    def check(image_id: str) -> bool:
+        doc = images.find_one({"_id": image_id}, {"status": 1})
+        return doc is None or doc.get("status") != ImageStatus.CLEARED.value
+
+    return check
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -134,7 +149,9 @@ class TakedownConsumer:
         max_attempts: int = 5,
         retry_backoff_s: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
+        in_force: Callable[[str], bool] = _always,
     ) -> None:
+        self.in_force = in_force
         self.consumer = consumer
         self.links = links
         self.tickets = tickets
@@ -181,6 +198,9 @@ class TakedownConsumer:
             return self._dead_letter(record, exc.reason, exc.detail)
         for attempt in range(1, self.max_attempts + 1):
             try:
+                if not self.in_force(env.payload.image_id):
+                    log.info("stale takedown skipped", extra={"image_id": env.payload.image_id})
+                    return True
                 killed = handle(env.payload, self.links, self.tickets, self.clock())
             except Exception as exc:
                 log.warning(
@@ -214,12 +234,14 @@ def start(
     publisher: Publisher | None = None,
     max_attempts: int = 5,
     retry_backoff_s: float = 1.0,
+    in_force: Callable[[str], bool] = _always,
 ) -> threading.Thread:
     """Consume `image.takedown` in a daemon thread until ``stop`` is set. A consumer that fails
     (broker unreachable at start, or any error out of the loop) is closed and rebuilt after a
     pause. ``publisher`` (for dead letters) defaults to a KafkaPublisher owned, and closed, by
     the thread. ``on_killed`` gets the number of links each takedown ended (0 is not reported);
-    ``on_dead_letter`` the reason of each dead-lettered record."""
+    ``on_dead_letter`` the reason of each dead-lettered record; ``in_force`` (see
+    ``not_cleared``) skips a takedown that a later decision undid."""
 
     def run() -> None:
         dlq = publisher if publisher is not None else KafkaPublisher(settings)
@@ -247,6 +269,7 @@ def start(
                 on_dead_letter=on_dead_letter,
                 max_attempts=max_attempts,
                 retry_backoff_s=retry_backoff_s,
+                in_force=in_force,
             ).run()
         finally:
             try:

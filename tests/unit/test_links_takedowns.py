@@ -5,6 +5,7 @@ them, poison dead-lettered at once, bounded retries, idempotent redelivery, clea
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from services.links import takedowns
-from services.links.takedowns import TakedownConsumer, drop_tickets, kill_links
+from services.links.takedowns import TakedownConsumer, drop_tickets, kill_links, not_cleared
 from services.shared.events import (
     IMAGE_TAKEN_DOWN,
     IMAGE_UPLOADED,
@@ -104,6 +105,7 @@ def run(
     links: FakeLinks,
     tickets: FakeTickets | None = None,
     max_attempts: int = 3,
+    in_force: Callable[[str], bool] = lambda _: True,
 ) -> Run:
     stop = threading.Event()
     consumer = FakeConsumer(batches, stop)
@@ -121,6 +123,7 @@ def run(
         max_attempts=max_attempts,
         retry_backoff_s=0.0,
         clock=lambda: NOW,
+        in_force=in_force,
     ).run()
     return Run(consumer, dlq, killed, dead)
 
@@ -150,6 +153,33 @@ def test_each_takedown_ends_links_drops_tickets_and_commits_after() -> None:
     assert tickets.calls == [{"image_id": "a", "used_at": None}, {"image_id": "b", "used_at": None}]
     assert r.consumer.commits == [{0: 2}]  # once per batch, after the writes
     assert r.killed == [2, 1] and r.dlq.records == [] and r.dead == []
+
+
+def test_a_late_takedown_of_an_image_cleared_again_ends_nothing() -> None:
+    """An overturned appeal restored the links before the old event arrived: it is skipped
+    (and committed), while a takedown still in force is handled."""
+    links = FakeLinks(alive={"a": 2, "b": 1})
+    r = run(
+        [{TP: [Record(0, takedown("a")), Record(1, takedown("b"))]}],
+        links,
+        in_force=lambda image_id: image_id != "a",
+    )
+    assert [q["image_id"] for q, _ in links.calls] == ["b"]
+    assert r.killed == [1] and r.consumer.commits == [{0: 2}]
+
+
+def test_not_cleared_reads_the_image_status() -> None:
+    @dataclass
+    class Images:
+        docs: dict[str, dict[str, Any]]
+
+        def find_one(self, query: dict[str, Any], _fields: Any = None) -> dict[str, Any] | None:
+            return self.docs.get(query["_id"])
+
+    check = not_cleared(
+        Images({"c": {"status": "cleared"}, "r": {"status": "removed"}})  # type: ignore[arg-type]
+    )
+    assert check("r") and check("gone") and not check("c")
 
 
 def test_a_redelivered_takedown_changes_nothing_and_counts_nothing() -> None:
