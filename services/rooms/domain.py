@@ -60,9 +60,36 @@ class FrameError(DomainError):
         return out
 
 
+# Joiners inside emoji sequences and Persian/Indic words: kept in messages.
+_JOINERS = "\u200c\u200d"
+# Scripts with letters that pass for Latin ones: a nickname may use one of them, not a mix.
+_LOOKALIKE_SCRIPTS = {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"}
+
+
+def encodable(value: Any) -> bool:
+    """Text that can be stored and hashed: a str without lone surrogates."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _scripts(text: str) -> set[str]:
+    found = set()
+    for ch in text:
+        if ch.isalpha():
+            script = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+            if script in _LOOKALIKE_SCRIPTS:
+                found.add(script)
+    return found
+
+
 def _has_control(text: str, allow_newlines: bool = False) -> bool:
     for ch in text:
-        if allow_newlines and ch in "\n\t":
+        if allow_newlines and ch in "\n\t" + _JOINERS:
             continue
         if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             return True
@@ -81,13 +108,18 @@ def room_name(raw: Any) -> str:
 
 
 def nickname(raw: Any) -> str:
-    """1 to 24 letters, digits, spaces and _ - . ' with at least one letter or digit."""
-    nick = unicodedata.normalize("NFC", raw.strip()) if isinstance(raw, str) else ""
+    """1 to 24 letters, digits, spaces and _ - . ' with at least one letter or digit.
+
+    Compatibility forms are folded (NFKC: fullwidth letters become plain ones, a black-letter
+    H an H), and letters from more than one Latin-like script are refused (a Cyrillic A among
+    Latin letters), so nobody passes for another member whose name looks the same."""
+    nick = unicodedata.normalize("NFKC", raw.strip()) if encodable(raw) else ""
     ok = (
         1 <= len(nick) <= NICK_MAX
         and all(ch.isalnum() or ch in _NICK_EXTRA for ch in nick)
         and any(ch.isalnum() for ch in nick)
         and "  " not in nick
+        and len(_scripts(nick)) <= 1
     )
     if not ok:
         raise FrameError(
@@ -102,7 +134,7 @@ def tripcode(salt: bytes, secret: Any) -> str | None:
     """A stable short code from the secret (never stored): the same secret, the same code."""
     if secret is None or secret == "":
         return None
-    if not isinstance(secret, str) or len(secret) > SECRET_MAX:
+    if not encodable(secret) or len(secret) > SECRET_MAX:
         raise FrameError(
             f"The secret must be text of at most {SECRET_MAX} characters.",
             code="secret_invalid",
@@ -113,6 +145,8 @@ def tripcode(salt: bytes, secret: Any) -> str | None:
 
 
 def message_text(raw: Any, max_chars: int) -> str:
+    if raw is not None and not encodable(raw):
+        raise FrameError("A message's text must be a string.", code="malformed_frame")
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
         raise FrameError("Write something first.", code="message_empty")

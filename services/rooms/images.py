@@ -28,7 +28,7 @@ Emit = Callable[[str, dict[str, Any], str | None], None]
 
 
 def _owned(p: Ports, salt: bytes, image_id: Any, owner_token: Any) -> Doc:
-    ok_types = isinstance(image_id, str) and isinstance(owner_token, str)
+    ok_types = domain.encodable(image_id) and domain.encodable(owner_token)
     doc = p.images.get_owned(image_id, token_hash(salt, owner_token[:256])) if ok_types else None
     if doc is None:
         raise FrameError("No image matches this id and owner key.", code="image_not_found")

@@ -29,6 +29,9 @@ from services.shared.tokens import new_id
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT_S = 30.0
+# Open sockets one client may hold on one process (joined or not): enough for a few tabs and
+# devices behind one address, not for holding hundreds of idle sockets.
+MAX_SOCKETS_PER_CLIENT = 16
 IDLE_PUSH_EVERY_S = 10.0
 CLOSE_POLICY = 1008
 CLOSE_ERROR = 1011
@@ -209,10 +212,28 @@ def socket_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports])
                     conn.room_id, _error("internal_error", "Something went wrong."), conn.key
                 )
 
+    open_sockets: dict[str, int] = {}
+
     @router.websocket("/api/v1/rooms/{slug}/ws")
     async def room_socket(socket: WebSocket, slug: str) -> None:
         await socket.accept()
         client = connection_client_key(socket, salt, proxies, "rooms")
+        if open_sockets.get(client, 0) >= MAX_SOCKETS_PER_CLIENT:
+            metrics.REFUSED.labels("too_many_connections").inc()
+            frame = _error("too_many_connections", "Too many open connections from here.")
+            await send_and_close(socket, frame, CLOSE_POLICY)
+            return
+        open_sockets[client] = open_sockets.get(client, 0) + 1
+        try:
+            await one_socket(socket, slug, client)
+        finally:
+            left = open_sockets.get(client, 1) - 1
+            if left > 0:
+                open_sockets[client] = left
+            else:
+                open_sockets.pop(client, None)
+
+    async def one_socket(socket: WebSocket, slug: str, client: str) -> None:
         conn = await joined(socket, slug[:64], client)
         if conn is None:
             return

@@ -153,3 +153,36 @@ def test_error_frames_carry_retry_after_only_when_known() -> None:
         "retry_after": 7,
     }
     assert "retry_after" not in FrameError("no", code="muted").frame()
+
+
+def test_lookalike_nicknames_are_folded_or_refused() -> None:
+    # Fullwidth and black-letter forms fold to the plain name, so they meet "admin" as taken.
+    fullwidth = "".join(chr(0xFF41 + ord(c) - ord("a")) for c in "admin")
+    assert domain.nick_key(domain.nickname(fullwidth)) == domain.nick_key("Admin")
+    assert domain.nickname("\u210cello") == "Hello"
+    with pytest.raises(FrameError) as mixed:  # a Cyrillic A among Latin letters
+        domain.nickname("\u0410dmin")
+    assert mixed.value.code == "nickname_invalid"
+    assert domain.nickname("\u0410\u043d\u044f") == "\u0410\u043d\u044f"  # all Cyrillic: fine
+    assert domain.nickname("José") == "José"
+
+
+def test_lone_surrogates_are_refused_with_a_code_not_a_crash() -> None:
+    with pytest.raises(FrameError) as secret:
+        domain.tripcode(b"salt", "\ud800")
+    assert secret.value.code == "secret_invalid"
+    with pytest.raises(FrameError) as nick:
+        domain.nickname("bad\udfff")
+    assert nick.value.code == "nickname_invalid"
+    with pytest.raises(FrameError) as text:
+        domain.message_text("hi \ud800", 500)
+    assert text.value.code == "malformed_frame"
+    with pytest.raises(FrameError) as number:
+        domain.message_text(123, 500)
+    assert number.value.code == "malformed_frame"
+
+
+def test_emoji_sequences_keep_their_joiners() -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert domain.message_text(f"hi {family}", 500) == f"hi {family}"
+    assert domain.message_text("a\u200bb", 500) == "ab"  # a zero-width space still goes

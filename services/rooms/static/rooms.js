@@ -11,7 +11,12 @@
   var statusEl = $("status"), endedEl = $("ended"), sendForm = $("send"), text = $("text");
   var ownerKey = null, sock = null, me = null, ended = false;
   var m = /(?:^#|&)owner=([^&]+)/.exec(location.hash);
-  if (m) { ownerKey = decodeURIComponent(m[1]); }
+  if (m) {
+    ownerKey = decodeURIComponent(m[1]);
+    // Out of the address bar at once: copying the address to invite people must not hand out
+    // the owner's controls. The owner link is shown once in the owner panel to keep.
+    history.replaceState(null, "", location.pathname + location.search);
+  }
 
   function say(msg) { statusEl.textContent = msg; }
   function el(tag, cls, txt) {
@@ -106,7 +111,10 @@
       f.members.forEach(function (x) { addMember(x.nickname, x.tripcode); });
       f.history.forEach(function (x) { (x.type === "image" ? showImage : showMessage)(x); });
       say("You are " + me.nickname + (me.tripcode ? " !" + me.tripcode : "") + ".");
-      if (ownerKey) $("owner").hidden = false;
+      if (ownerKey) {
+        $("owner").hidden = false;
+        $("owner-link").textContent = location.origin + location.pathname + "#owner=" + encodeURIComponent(ownerKey);
+      }
       text.focus();
     },
     message: showMessage,
