@@ -138,6 +138,7 @@ def api_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports]) ->
                 reason=req.reason,
                 details=req.details,
                 reporter=client(request, "report"),
+                budget=client(request),
             )
         )
         return {"report_id": report_id, "status": "open"}

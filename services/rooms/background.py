@@ -1,7 +1,12 @@
 """The rooms service's background work for the app's lifetime: the relay threads, the
 ``image.scanned`` and ``image.takedown`` consumers, moderators' ``room.moderated`` events, the
 sweeper, and the refresh that re-reads this process's live rooms from MongoDB (mutes, ends
-and removals whose events were lost) and keeps its members' nicknames held."""
+and removals whose events were lost) and keeps its members' nicknames held.
+
+The refresh also withdraws image messages whose image stopped being ``cleared`` (the owner
+deleted it, reports hid it, a reviewer held or removed it): they become ``removed`` (by
+``image_status``) and leave every page. Withdrawal is final: an image cleared again later does
+not come back into the room."""
 
 from __future__ import annotations
 
@@ -9,29 +14,35 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
 from services.rooms import consumers, domain, images, metrics, moderation, relay
-from services.rooms.hub import Hub
+from services.rooms.hub import CLIENTS, Hub
 from services.rooms.ports import Ports
 from services.rooms.settings import RoomsSettings
+from services.shared import roommod
 from services.shared.events import IMAGE_SCANNED, IMAGE_TAKEN_DOWN, RoomModerated
 from services.shared.mongo import Doc
 from services.shared.repos import now
+from services.shared.status import may_serve
 
 log = logging.getLogger(__name__)
 
 
-def apply_moderated(hub: Hub, event: RoomModerated) -> None:
-    """A moderator's move (already in MongoDB) reaches this process's connections."""
+def apply_moderated(hub: Hub, event: RoomModerated, clients: Iterable[str] = ()) -> None:
+    """A moderator's move (already in MongoDB) reaches this process's connections. A mute
+    also mutes ``clients`` (the muted member's, from MongoDB) and those of local connections
+    under the nickname."""
     if event.action == "remove_message" and event.message_id:
         hub.deliver(event.room_id, {"type": "removed", "id": event.message_id})
     elif event.action == "mute" and event.nickname:
-        hub.deliver(event.room_id, {"type": "muted", "nickname": event.nickname})
+        frame = {"type": "muted", "nickname": event.nickname, CLIENTS: sorted(set(clients))}
+        hub.deliver(event.room_id, frame)
     elif event.action == "close":
         hub.deliver(event.room_id, {"type": "closed", "reason": "moderator"})
     else:
@@ -39,28 +50,91 @@ def apply_moderated(hub: Hub, event: RoomModerated) -> None:
     metrics.MODERATION.labels(event.action, "event").inc()
 
 
+def mute_member_clients(p: Ports, room_id: str, nickname: str) -> list[str]:
+    """Record the client behind a muted nickname (its ``room_members`` doc) in the room doc's
+    ``muted_clients``; returns it. (Each process also mutes the clients of its own
+    connections under the nickname when the muted frame is applied.)"""
+    member = p.members.get(room_id, domain.nick_key(nickname))
+    clients = [str(member["client"])] if member and member.get("client") else []
+    if clients:
+        roommod.mute_clients(p.db, room_id, clients)
+    return clients
+
+
+def sync_muted_clients(p: Ports, docs: list[Doc]) -> None:
+    """Mutes whose event the broker lost: the clients of members under a muted nickname go
+    into the room doc (and into ``docs``)."""
+    wanted = [
+        p.members.member_id(str(doc["_id"]), str(key))
+        for doc in docs
+        if domain.end_reason(doc, now()) is None
+        for key in doc.get("muted") or []
+    ]
+    by_room = {str(doc["_id"]): doc for doc in docs}
+    for member in p.members.by_ids(wanted):
+        doc = by_room.get(str(member.get("room_id")))
+        client = str(member.get("client") or "")
+        if doc is None or not client or client in (doc.get("muted_clients") or []):
+            continue
+        roommod.mute_clients(p.db, str(doc["_id"]), [client])
+        doc["muted_clients"] = [*(doc.get("muted_clients") or []), client]
+
+
+def withdraw_uncleared(p: Ports, room_ids: list[str]) -> list[Doc]:
+    """Visible image messages of these rooms whose image is no longer ``cleared`` (one batched
+    read of the statuses) become ``removed``; returns them (withdrawn here or by another
+    process meanwhile) for the live sockets."""
+    messages = p.messages.visible_images(room_ids)
+    image_ids = sorted({str(m.get("image_id")) for m in messages if m.get("image_id")})
+    statuses = p.images.statuses(image_ids) if image_ids else {}
+    gone = []
+    for msg in messages:
+        status = statuses.get(str(msg.get("image_id")), "gone")
+        if may_serve(status):
+            continue
+        if roommod.withdraw_message(p.db, str(msg["_id"]), f"image {status}"):
+            metrics.MODERATION.labels("remove_message", "image_status").inc()
+        gone.append(msg)
+    return gone
+
+
+@dataclass
+class Refreshed:
+    docs: list[Doc]
+    removed: list[Doc]
+    withdrawn: list[Doc] = field(default_factory=list)
+
+
 def _read(
     p: Ports,
     room_ids: list[str],
     member_ids: list[str],
     since: datetime,
-) -> tuple[list[Doc], list[Doc]]:
+) -> Refreshed:
     p.members.touch(member_ids, now())
-    return p.rooms.many(room_ids), p.messages.removed_since(room_ids, since)
+    docs = p.rooms.many(room_ids)
+    sync_muted_clients(p, docs)
+    live = [str(d["_id"]) for d in docs if domain.end_reason(d, now()) is None]
+    withdrawn = withdraw_uncleared(p, live)
+    return Refreshed(docs, p.messages.removed_since(room_ids, since), withdrawn)
 
 
-def refresh_once(hub: Hub, docs: list[Doc], removed: list[Doc]) -> None:
+def refresh_once(
+    hub: Hub, docs: list[Doc], removed: list[Doc], withdrawn: Iterable[Doc] = ()
+) -> None:
+    """Bring this process's views in line with MongoDB. Removals already delivered here are
+    not delivered again (the hub remembers them per view)."""
     at = now()
     for doc in docs:
         room_id = str(doc["_id"])
         view = hub.view(room_id)
         if view is None:
             continue
-        view.muted = set(doc.get("muted") or [])
+        hub.set_mutes(room_id, set(doc.get("muted") or []), set(doc.get("muted_clients") or []))
         reason = domain.end_reason(doc, at)
         if reason is not None and view.closed_by is None:
             hub.deliver(room_id, {"type": "closed", "reason": reason})
-    for msg in removed:
+    for msg in [*removed, *withdrawn]:
         hub.deliver(str(msg["room_id"]), {"type": "removed", "id": str(msg["_id"])})
 
 
@@ -70,10 +144,10 @@ async def refresh_loop(hub: Hub, p: Ports, every_s: float) -> None:
         await asyncio.sleep(every_s)
         started = now()
         try:
-            docs, removed = await run_in_threadpool(
+            got = await run_in_threadpool(
                 _read, p, hub.local_room_ids(), hub.member_ids(), since - timedelta(seconds=1)
             )
-            refresh_once(hub, docs, removed)
+            refresh_once(hub, got.docs, got.removed, got.withdrawn)
             since = started
         except Exception:
             log.warning("rooms refresh failed; will retry", exc_info=True)
@@ -101,7 +175,13 @@ def background(
         relay_out.start()
 
         def on_moderated(event: RoomModerated) -> None:
-            loop.call_soon_threadsafe(apply_moderated, hub, event)
+            clients: list[str] = []
+            if event.action == "mute" and event.nickname:
+                try:
+                    clients = mute_member_clients(p, event.room_id, event.nickname)
+                except Exception:  # the refresh records them from MongoDB later
+                    log.warning("recording a mute's clients failed", exc_info=True)
+            loop.call_soon_threadsafe(apply_moderated, hub, event, clients)
 
         def on_scanned(payload: Any) -> None:
             images.settle_image(p, payload.image_id, "event", hub.emit_threadsafe)

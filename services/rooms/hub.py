@@ -4,7 +4,13 @@ Every frame is JSON-encoded once and put on each target connection's bounded que
 task per connection sends it. Broadcasting never awaits a socket (a slow reader is dropped when
 its queue fills) and never waits for the broker: frames for other processes go to the relay's
 own thread. Control frames (kicked, closed, muted) also act on the local connections they
-name, whichever process they came from."""
+name, whichever process they came from.
+
+Fields whose name starts with ``_`` are internal (the relay target, the salted client key of
+a kicked or muted member): processes read them, sockets never get them. A kick ends every
+connection of the member's client; a mute refuses posts from every connection of the muted
+member's client, under any nickname. Each room view remembers the message ids it removed, so
+a removal reaches each socket once however many paths (event, relay, refresh) bring it."""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from services.shared.roommod import nick_key
 log = logging.getLogger(__name__)
 
 TARGET = "_to"  # internal field of a relayed frame: deliver to this nickname key only
+CLIENT = "_client"  # internal field of a kicked frame: the member's salted client key
+CLIENTS = "_clients"  # internal field of a muted frame: the muted member's client keys
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 
@@ -89,13 +97,30 @@ class Conn:
 
 @dataclass
 class RoomView:
-    """What this process caches of a room doc between refreshes (mutes, end)."""
+    """What this process caches of a room doc between refreshes (mutes, end, removals).
+
+    The socket refuses posts when ``conn.key in view.muted`` or ``conn.client in
+    view.muted_clients``. ``muted`` holds the muted nickname keys plus the keys of this
+    process's connections whose client is muted; the hub keeps it in step with
+    ``muted_nicks`` and ``muted_clients`` (the salted client keys of muted members, so a new
+    nickname does not lift a mute)."""
 
     slug: str
     expires_at: Any
     muted: set[str] = field(default_factory=set)
     closed_by: str | None = None
     idle_pushed_at: float = 0.0  # when this process last pushed the room's idle deadline
+    muted_nicks: set[str] = field(default_factory=set)
+    muted_clients: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)  # message ids whose removal was delivered
+
+    def __post_init__(self) -> None:
+        self.muted_nicks |= self.muted
+
+
+def public_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """The frame as sockets get it: without internal fields."""
+    return {k: v for k, v in frame.items() if not k.startswith("_")}
 
 
 Relay = Callable[[str, dict[str, Any]], None]
@@ -121,7 +146,11 @@ class Hub:
         if old is not None and old is not conn:
             old.end({"type": "error", "code": "replaced", "message": "Joined elsewhere."})
         members[conn.key] = conn
-        self.views.setdefault(conn.room_id, view)
+        kept = self.views.setdefault(conn.room_id, view)
+        if kept is not view:  # the joiner read the room doc just now: mutes only grow
+            kept.muted_nicks |= view.muted_nicks
+            kept.muted_clients |= view.muted_clients
+        self._remute(conn.room_id)
         conn.writer = asyncio.create_task(conn.write())
         self._gauges()
 
@@ -134,6 +163,8 @@ class Hub:
         if not members:
             self.rooms.pop(conn.room_id, None)
             self.views.pop(conn.room_id, None)
+        elif held:
+            self._remute(conn.room_id)
         conn.end(None)
         self._gauges()
         return held
@@ -150,6 +181,30 @@ class Hub:
 
     def view(self, room_id: str) -> RoomView | None:
         return self.views.get(room_id)
+
+    # -- mutes -------------------------------------------------------------------------
+    def _remute(self, room_id: str) -> None:
+        view = self.views.get(room_id)
+        if view is None:
+            return
+        members = self.rooms.get(room_id, {})
+        by_client = {c.key for c in members.values() if c.client in view.muted_clients}
+        view.muted = view.muted_nicks | by_client
+
+    def set_mutes(self, room_id: str, nicks: set[str], clients: set[str]) -> None:
+        """The room doc's mutes (refresh), plus the clients of local connections under a
+        muted nickname."""
+        view = self.views.get(room_id)
+        if view is None:
+            return
+        view.muted_nicks = set(nicks)
+        view.muted_clients |= set(clients)
+        view.muted_clients |= self._clients_of(room_id, view.muted_nicks)
+        self._remute(room_id)
+
+    def _clients_of(self, room_id: str, keys: set[str]) -> set[str]:
+        members = self.rooms.get(room_id, {})
+        return {c.client for k, c in members.items() if k in keys and c.client}
 
     # -- delivery ----------------------------------------------------------------------
     def broadcast(
@@ -170,7 +225,14 @@ class Hub:
         members = self.rooms.get(room_id)
         if not members:
             return
-        text = json.dumps(frame, separators=(",", ":"))
+        if frame.get("type") == "removed" and to is None:
+            view = self.views.get(room_id)
+            removed_id = str(frame.get("id", ""))
+            if view is not None:
+                if removed_id in view.removed:
+                    return  # this removal already reached this process's sockets
+                view.removed.add(removed_id)
+        text = json.dumps(public_frame(frame), separators=(",", ":"))
         at = time.perf_counter()
         targets = [members[to]] if to is not None and to in members else []
         for conn in targets if to is not None else list(members.values()):
@@ -181,13 +243,27 @@ class Hub:
         kind = frame.get("type")
         view = self.views.get(room_id)
         if kind == "kicked":
-            conn = members.get(nick_key(str(frame.get("nickname", ""))))
-            if conn is not None:
-                conn.end(
-                    {"type": "error", "code": "kicked", "message": "The room's owner removed you."}
-                )
+            key = nick_key(str(frame.get("nickname", "")))
+            client = frame.get(CLIENT)
+            for conn in list(members.values()):
+                if conn.key == key or (
+                    isinstance(client, str) and client and conn.client == client
+                ):
+                    conn.end(
+                        {
+                            "type": "error",
+                            "code": "kicked",
+                            "message": "The room's owner removed you.",
+                        }
+                    )
         elif kind == "muted" and view is not None:
-            view.muted.add(nick_key(str(frame.get("nickname", ""))))
+            key = nick_key(str(frame.get("nickname", "")))
+            view.muted_nicks.add(key)
+            given = frame.get(CLIENTS)
+            if isinstance(given, list):
+                view.muted_clients |= {c for c in given if isinstance(c, str) and c}
+            view.muted_clients |= self._clients_of(room_id, {key})
+            self._remute(room_id)
         elif kind == "closed":
             if view is not None:
                 view.closed_by = str(frame.get("reason") or "closed")

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.rooms import domain, images, metrics
 from services.rooms.domain import Action
+from services.rooms.hub import CLIENT
 from services.rooms.images import Emit
 from services.rooms.ops import charge, costs_of
 from services.rooms.ports import Ports
@@ -46,10 +47,13 @@ def kick(
     if member is None:
         raise NotFound("Nobody with this nickname is in the room.", code="member_not_found")
     until = now() + timedelta(seconds=settings.rooms_kick_ban_s)
-    p.rooms.kick(room_id, str(member.get("client", "")), until)
+    client = str(member.get("client", ""))
+    p.rooms.kick(room_id, client, until)
     p.members.remove(room_id, key)
     name = str(member.get("nickname", ""))
-    emit(room_id, {"type": "kicked", "nickname": name}, None)
+    # The client key (a salted hash) lets every process end all of the client's sockets in
+    # the room, under any nickname; the hub strips it from what sockets get.
+    emit(room_id, {"type": "kicked", "nickname": name, CLIENT: client}, None)
     metrics.MODERATION.labels("kick", "owner").inc()
     return name
 
@@ -116,25 +120,26 @@ def report(
     reason: ReportReason,
     details: str,
     reporter: str,
+    budget: str,
 ) -> str:
-    charge(p, costs_of(settings), reporter, Action.REPORT, frame=False)
+    """File a report on a message people can see. Text goes to the review console's Rooms
+    queue; a photo to the image reports queue only (where reviewers see the image and decide
+    for every place it is shown). ``reporter`` is the report-scope client key (one person is
+    one reporter across links, the gallery and rooms); ``budget`` the rooms-scope key, so a
+    report spends from the same points as joins and messages."""
+    charge(p, costs_of(settings), budget, Action.REPORT, frame=False)
     room = p.rooms.by_slug(slug)
     msg = p.messages.get(message_id)
-    if room is None or msg is None or msg.get("room_id") != room["_id"]:
+    if (
+        room is None
+        or msg is None
+        or msg.get("room_id") != room["_id"]
+        or msg.get("state") != roommod.VISIBLE
+    ):
         raise NotFound("No message matches this report.", code="message_not_found")
-    end = aware(room["expires_at"], now())
-    report_id = roommod.file_room_report(
-        p.db,
-        room_id=str(room["_id"]),
-        message_id=message_id,
-        reason=reason,
-        details=details,
-        reporter=reporter,
-        keep_until=end + timedelta(seconds=settings.rooms_report_retention_s),
-    )
     kind = str(msg.get("kind") or "text")
     if kind == "image" and msg.get("image_id"):
-        file_report(
+        filed = file_report(
             reports=p.reports,
             images=p.images,
             links=p.links,
@@ -146,5 +151,17 @@ def report(
             jobs=p.jobs,
             auto_hide_reporters=settings.rooms_auto_hide_reporters,
         )
+        metrics.REPORTS.labels(kind).inc()
+        return filed.report_id
+    end = aware(room["expires_at"], now())
+    report_id = roommod.file_room_report(
+        p.db,
+        room_id=str(room["_id"]),
+        message_id=message_id,
+        reason=reason,
+        details=details,
+        reporter=reporter,
+        keep_until=end + timedelta(seconds=settings.rooms_report_retention_s),
+    )
     metrics.REPORTS.labels(kind).inc()
     return report_id

@@ -121,7 +121,10 @@ def socket_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports])
         )
         await socket.send_text(json.dumps(result.welcome))
         view = RoomView(
-            slug=slug, expires_at=room["expires_at"], muted=set(room.get("muted") or [])
+            slug=slug,
+            expires_at=room["expires_at"],
+            muted=set(room.get("muted") or []),
+            muted_clients={str(c) for c in room.get("muted_clients") or [] if c},
         )
         hub.add(conn, view)
         hub.broadcast(
@@ -180,7 +183,7 @@ def socket_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports])
             raise FrameError("This frame is not understood here.", code=code)
         if aware(view.expires_at, now()) <= now():
             raise FrameError("This room has ended.", code="room_ended", fatal=True)
-        if conn.key in view.muted:
+        if conn.key in view.muted or conn.client in view.muted_clients:
             raise FrameError("A moderator muted you in this room.", code="muted")
         if kind == "message":
             await on_text(conn, view, frame)

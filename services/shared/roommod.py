@@ -30,6 +30,9 @@ SCANNING = "scanning"
 REFUSED = "refused"
 REMOVED = "removed"
 
+# ``removed_by`` of an image message withdrawn because its image stopped being cleared.
+BY_IMAGE_STATUS = "image_status"
+
 OPEN = "open"
 ACTIONED = "actioned"
 DISMISSED = "dismissed"
@@ -158,6 +161,40 @@ def mute_nickname(db: Database[Doc], room_id: str, nickname: str) -> bool:
     """The nickname may stay and read but not post in this room (any case of it)."""
     res = db[ROOMS].update_one(
         {"_id": room_id, "closed_at": None}, {"$addToSet": {"muted": nick_key(nickname)}}
+    )
+    return res.modified_count == 1
+
+
+def mute_clients(db: Database[Doc], room_id: str, clients: list[str]) -> bool:
+    """Mute the clients (salted client keys, never addresses) behind a muted nickname: any
+    connection of theirs is refused messages and images in this room, under any nickname.
+    True if a client was added."""
+    wanted = sorted({c for c in clients if c})
+    if not wanted:
+        return False
+    res = db[ROOMS].update_one(
+        {"_id": room_id, "closed_at": None},
+        {"$addToSet": {"muted_clients": {"$each": wanted}}},
+    )
+    return res.modified_count == 1
+
+
+def withdraw_message(db: Database[Doc], message_id: str, reason: str) -> bool:
+    """A visible image message whose image is no longer ``cleared`` (deleted by its owner,
+    hidden by reports, held or removed by a reviewer) leaves the room for good: it becomes
+    ``removed`` with ``removed_by`` = ``image_status``, so history and the image route treat
+    it as gone. Should a reviewer clear the image again later, the message does not come back
+    (the poster may post it again). True if this call withdrew it."""
+    res = db[MESSAGES].update_one(
+        {"_id": message_id, "state": VISIBLE},
+        {
+            "$set": {
+                "state": REMOVED,
+                "removed_by": BY_IMAGE_STATUS,
+                "removed_reason": reason[:200],
+                "removed_at": now(),
+            }
+        },
     )
     return res.modified_count == 1
 

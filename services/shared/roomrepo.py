@@ -105,6 +105,11 @@ class MemberRepo:
     def get(self, room_id: str, key: str) -> Doc | None:
         return self.col.find_one({"_id": self.member_id(room_id, key)})
 
+    def by_ids(self, member_ids: list[str]) -> list[Doc]:
+        if not member_ids:
+            return []
+        return list(self.col.find({"_id": {"$in": member_ids}}, {"room_id": 1, "client": 1}))
+
     def release(self, room_id: str, key: str, conn: str) -> bool:
         res = self.col.delete_one({"_id": self.member_id(room_id, key), "conn": conn})
         return res.deleted_count == 1
@@ -168,6 +173,13 @@ class MessageRepo:
     def scanning_older_than(self, at: datetime, limit: int = 100) -> list[Doc]:
         query = {"state": roommod.SCANNING, "at": {"$lte": at}}
         return list(self.col.find(query).limit(limit))
+
+    def visible_images(self, room_ids: list[str], limit: int = 5000) -> list[Doc]:
+        """The visible image messages of these rooms (id, room and image only)."""
+        if not room_ids:
+            return []
+        query = {"room_id": {"$in": room_ids}, "kind": "image", "state": roommod.VISIBLE}
+        return list(self.col.find(query, {"room_id": 1, "image_id": 1}).limit(limit))
 
     def removed_since(self, room_ids: list[str], since: datetime) -> list[Doc]:
         if not room_ids:

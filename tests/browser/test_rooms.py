@@ -16,7 +16,7 @@ from tests.browser.conftest import DESKTOP, PHONE
 from tests.integration.links_helpers import unique_photo
 from tests.live import Live
 
-ROOM_URL = re.compile(r"/r/([A-Za-z0-9_-]{22,})#owner=")
+ROOM_URL = re.compile(r"/r/([A-Za-z0-9_-]{22,})")
 IMG_DRAWN = "(sel) => { const i = document.querySelector(sel); return !!i && i.naturalWidth > 0; }"
 
 
@@ -67,6 +67,11 @@ def test_two_people_in_a_private_room(
     assert all(r["slug"] != slug for r in live.rooms.get("/api/v1/rooms").json()["rooms"])
     join(ana, "Ana")
     expect(ana.get_by_text("Owner controls")).to_be_visible()
+    # The owner key left the address bar (copying it to invite people hands out no controls);
+    # the owner link is shown to keep.
+    assert "owner" not in ana.url
+    ana.get_by_text("Owner controls").click()
+    expect(ana.locator("#owner-link")).to_contain_text(f"/r/{slug}#owner=")
 
     # Ben gets the address (without Ana's owner key) and joins from his phone.
     ben.goto(f"{urls['rooms']}/r/{slug}")
