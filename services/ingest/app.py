@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +20,13 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from services.ingest import metrics
+from services.ingest.backlog import backlog_loop
 from services.ingest.bodylimit import BodyLimit
 from services.ingest.intake import IntakeLimits, SanitizedImage, accepted_formats, sanitize
 from services.ingest.multipart import UPLOAD_SCHEMA, read_upload
 from services.ingest.settings import IngestSettings
 from services.ingest.uploads import Accepted, accept_upload, relay_pending
+from services.shared import tracing
 from services.shared.clients import parse_networks
 from services.shared.errors import DomainError, NotFound, RateLimited
 from services.shared.http import request_client_key
@@ -116,7 +117,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         service=service,
         open_ports=ports_opener(settings),
         given=ports,
-        background=lambda p: _relay(settings, p, relay_wake),
+        background=lambda p: _background(settings, p, relay_wake),
         close_ports=lambda p: p.publisher.close(),
         inner_middleware=body_limit,
     )
@@ -139,14 +140,16 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         except DomainError as exc:
             metrics.UPLOADS.labels("refused", exc.code).inc()
             raise
-        trace_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        # The upload's trace id is its request id (X-Request-ID in, or made by the
+        # middleware): it follows the image through Kafka to the scanner, links and rooms.
+        trace_id = tracing.request_id.get() or tracing.new_id()
         accepted = await run_in_threadpool(
             lambda: accept_upload(
                 image,
                 images=p.images,
                 blobs=p.blobs,
                 salt=settings.salt(),
-                trace_id=trace_id[:64],
+                trace_id=trace_id,
             )
         )
         relay_wake.set()  # announce it now, outside the request
@@ -244,6 +247,12 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         return {"image_id": image_id, "status": str(doc["status"])}
 
     return app
+
+
+async def _background(settings: IngestSettings, ports: Ports, wake: asyncio.Event) -> None:
+    await asyncio.gather(
+        _relay(settings, ports, wake), backlog_loop(ports.images, settings.backlog_refresh_s)
+    )
 
 
 async def _relay(settings: IngestSettings, ports: Ports, wake: asyncio.Event) -> None:

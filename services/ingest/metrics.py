@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 UPLOADS = Counter(
     "chatpic_ingest_uploads_total", "Uploads by outcome and refusal code.", ["outcome", "code"]
@@ -16,4 +16,19 @@ PROCESSING = Histogram(
 )
 PUBLISHES = Counter(
     "chatpic_ingest_publishes_total", "image.uploaded publishes by outcome.", ["outcome"]
+)
+
+# The backlog, read from MongoDB every few seconds (CHATPIC_BACKLOG_REFRESH_S). Every ingest
+# process reports the same database-wide numbers: aggregate with max(), not sum().
+PENDING_IMAGES = Gauge(
+    "chatpic_ingest_pending_images", "Images accepted and still waiting for a verdict."
+)
+OLDEST_PENDING_AGE = Gauge(
+    "chatpic_ingest_oldest_pending_age_seconds",
+    "Age of the oldest image still waiting for a verdict (0 when none). Pending images are "
+    "never shown (fail closed), so this is how long an uploader has been kept waiting.",
+)
+OUTBOX_UNPUBLISHED = Gauge(
+    "chatpic_ingest_outbox_unpublished",
+    "Pending images whose image.uploaded the broker has not acknowledged yet.",
 )

@@ -22,6 +22,9 @@ class IngestSettings(HttpServiceSettings):
     # After this many acknowledged publishes with no verdict, hold the image for a human (fail
     # closed). Publishes the broker refused (an outage) do not count.
     max_publish_attempts: int = 20
+    # How often the pending-image gauges (chatpic_ingest_pending_images, ..._oldest_pending_
+    # age_seconds, ..._outbox_unpublished) are read from MongoDB.
+    backlog_refresh_s: float = 5.0
     # Uploads per client (salted hash of the address) per window; 429 with Retry-After beyond.
     upload_rate_limit: int = 30
     upload_rate_window_s: int = 600

@@ -12,6 +12,8 @@ from typing import Any
 from services.links import metrics, sweeper, takedowns
 from services.links.ports import Ports
 from services.links.settings import LinksSettings
+from services.shared.events import IMAGE_TAKEN_DOWN
+from services.shared.lag import lag_monitor
 from services.shared.repos import now
 
 
@@ -49,6 +51,8 @@ def background(settings: LinksSettings) -> Callable[[Ports], Coroutine[Any, Any,
             on_dead_letter=lambda reason: metrics.TAKEDOWN_DEAD_LETTERS.labels(reason).inc(),
             in_force=takedowns.not_cleared(p.images.col),
         )
+        lag = lag_monitor(settings, {takedowns.GROUP_ID: [IMAGE_TAKEN_DOWN.topic]})
+        lag.start()
         try:
             await sweeper.sweeper_loop(
                 lambda: _sweep(p, settings),
@@ -58,6 +62,7 @@ def background(settings: LinksSettings) -> Callable[[Ports], Coroutine[Any, Any,
             )
         finally:
             stop.set()
+            await asyncio.to_thread(lag.stop)
             await asyncio.to_thread(consumer.join, 5)
 
     return run

@@ -32,6 +32,7 @@ from pymongo.collection import Collection
 
 from services.shared.events import (
     IMAGE_TAKEN_DOWN,
+    Envelope,
     EnvelopeError,
     ImageTakenDown,
     decode,
@@ -46,6 +47,7 @@ from services.shared.kafka import (
 from services.shared.mongo import Doc
 from services.shared.settings import CommonSettings
 from services.shared.status import ImageStatus
+from services.shared.tracing import record_trace, tracing
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +193,17 @@ class TakedownConsumer:
             log.warning("takedown offset commit failed", extra={"err": repr(exc)})
 
     def _process(self, record: Any) -> bool:
-        """Handle one record durably. False only when asked to stop before it was done."""
-        try:
-            env = decode(record.value, IMAGE_TAKEN_DOWN)
-        except EnvelopeError as exc:
-            return self._dead_letter(record, exc.reason, exc.detail)
+        """Handle one record durably. False only when asked to stop before it was done.
+        Every line logged meanwhile carries the record's trace id."""
+        with tracing(record_trace(record)):
+            try:
+                env = decode(record.value, IMAGE_TAKEN_DOWN)
+            except EnvelopeError as exc:
+                return self._dead_letter(record, exc.reason, exc.detail)
+            with tracing(env.trace_id):
+                return self._handle(record, env)
+
+    def _handle(self, record: Any, env: Envelope[ImageTakenDown]) -> bool:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 if not self.in_force(env.payload.image_id):
@@ -212,6 +220,9 @@ class TakedownConsumer:
                 continue
             if killed:
                 self.on_killed(killed)
+            log.info(
+                "image.takedown handled", extra={"image_id": env.payload.image_id, "links": killed}
+            )
             return True
         return self._dead_letter(record, "handler_failed", env.payload.image_id)
 

@@ -27,6 +27,7 @@ from services.rooms.ports import Ports
 from services.rooms.settings import RoomsSettings
 from services.shared import roommod
 from services.shared.events import IMAGE_SCANNED, IMAGE_TAKEN_DOWN, RoomModerated
+from services.shared.lag import lag_monitor
 from services.shared.mongo import Doc
 from services.shared.repos import now
 from services.shared.status import may_serve
@@ -183,18 +184,34 @@ def background(
                     log.warning("recording a mute's clients failed", exc_info=True)
             loop.call_soon_threadsafe(apply_moderated, hub, event, clients)
 
+        # Run in the consumer threads: their lines carry the record's trace id, one line per
+        # event (messages: how many this event moved; the sweeper's reconcile or the refresh
+        # may have moved them first).
         def on_scanned(payload: Any) -> None:
-            images.settle_image(p, payload.image_id, "event", hub.emit_threadsafe)
+            moved = images.settle_image(p, payload.image_id, "event", hub.emit_threadsafe)
+            log.info(
+                "image.scanned handled",
+                extra={"image_id": payload.image_id, "verdict": payload.verdict, "messages": moved},
+            )
 
         def on_takedown(payload: Any) -> None:
-            images.take_down(p, payload.image_id, hub.emit_threadsafe)
+            removed = images.take_down(p, payload.image_id, hub.emit_threadsafe)
+            log.info(
+                "image.takedown handled", extra={"image_id": payload.image_id, "messages": removed}
+            )
 
         threads = [
             relay.start_listener(
                 settings, hub.instance_id, hub.relay_threadsafe, on_moderated, stop
             ),
             consumers.start(
-                settings, consumers.SCANS_GROUP, IMAGE_SCANNED, on_scanned, stop, "scans"
+                settings,
+                consumers.SCANS_GROUP,
+                IMAGE_SCANNED,
+                on_scanned,
+                stop,
+                "scans",
+                relay_out.publisher,
             ),
             consumers.start(
                 settings,
@@ -203,14 +220,24 @@ def background(
                 on_takedown,
                 stop,
                 "takedowns",
+                relay_out.publisher,
             ),
         ]
+        lag = lag_monitor(
+            settings,
+            {
+                consumers.SCANS_GROUP: [IMAGE_SCANNED.topic],
+                consumers.TAKEDOWNS_GROUP: [IMAGE_TAKEN_DOWN.topic],
+            },
+        )
+        lag.start()
         try:
             await asyncio.gather(
                 sweeper_loop(hub, p, settings), refresh_loop(hub, p, settings.rooms_refresh_s)
             )
         finally:
             stop.set()
+            await asyncio.to_thread(lag.stop)
             hub.close_all()
             for thread in threads:
                 with contextlib.suppress(Exception):

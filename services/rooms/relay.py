@@ -33,6 +33,7 @@ from services.shared.kafka import (
     start_restarting,
 )
 from services.shared.settings import CommonSettings
+from services.shared.tracing import record_trace, tracing
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,14 @@ def _listen(
             guard.check()
             for tp, records in batch.items():
                 for record in records:
-                    _handle(
-                        record.value, tp.topic == relay_topic, instance_id, on_relay, on_moderated
-                    )
+                    with tracing(record_trace(record)):
+                        _handle(
+                            record.value,
+                            tp.topic == relay_topic,
+                            instance_id,
+                            on_relay,
+                            on_moderated,
+                        )
     finally:
         consumer.close()
 

@@ -15,8 +15,11 @@ from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED
 from services.shared.kafka import KafkaPublisher, ensure_topics_best_effort, make_consumer
+from services.shared.lag import lag_monitor
 from services.shared.logs import configure_logging
 from services.shared.mongo import BlobStore, MongoProbe, database, make_client
+from services.shared.opsmetrics import announce_build
+from services.shared.readiness import BrokerProbe, Dependencies
 from services.shared.repos import BankRepo, ImageRepo
 
 log = logging.getLogger("services.scanner")
@@ -33,10 +36,26 @@ def main() -> None:
     db = database(client, settings)
     state = {"model": False, "consuming": False}
     probe = MongoProbe(settings)
+    deps = Dependencies(
+        "scanner",
+        {
+            "database": probe,
+            "broker": BrokerProbe(settings.kafka_bootstrap),
+            "model": lambda: state["model"],
+        },
+        settings.dependency_check_interval_s,
+    )
+    deps.start()
+    announce_build("scanner", settings.build_version)
     server = serve(
         settings.metrics_host,
         settings.metrics_port,
-        lambda: {"database": probe(), "model": state["model"], "consumer": state["consuming"]},
+        lambda: {
+            "database": deps.check("database"),
+            "broker": deps.last("broker"),
+            "model": deps.check("model"),
+            "consumer": state["consuming"],
+        },
     )
     card = card_from_setting(
         settings.model_card, review=settings.review_threshold, blocked=settings.blocked_threshold
@@ -74,6 +93,8 @@ def main() -> None:
     bank_listener.start(settings, worker.index, stop)
     consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
     state["consuming"] = True
+    lag = lag_monitor(settings, {settings.group_id: [IMAGE_UPLOADED.topic]})
+    lag.start()
     log.info(
         "scanner started",
         extra={
@@ -85,9 +106,11 @@ def main() -> None:
     try:
         ScanConsumer(consumer, worker, publisher, settings, stop).run()
     finally:
+        lag.stop()
         consumer.close(autocommit=False)
         publisher.close()
         server.shutdown()
+        deps.stop()
         probe.close()
         client.close()
         log.info("scanner stopped")

@@ -14,6 +14,7 @@ from services.scanner.banks import BankMatcher
 from services.shared.events import BANK_CHANGED, EnvelopeError, decode, topic_name
 from services.shared.kafka import RECONNECT_BACKOFF_MAX_MS, PositionGuard, start_restarting
 from services.shared.settings import CommonSettings
+from services.shared.tracing import record_trace, tracing
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,16 @@ def _consume(settings: CommonSettings, matcher: BankMatcher, stop: threading.Eve
             if not records:
                 continue
             for record in records:
-                try:
-                    decode(record.value, BANK_CHANGED)
-                except EnvelopeError as exc:
-                    log.warning("ignored a bad bank.changed record", extra={"reason": exc.reason})
+                with tracing(record_trace(record)):
+                    try:
+                        decode(record.value, BANK_CHANGED)
+                    except EnvelopeError as exc:
+                        log.warning(
+                            "ignored a bad bank.changed record", extra={"reason": exc.reason}
+                        )
             metrics.BANK_PUSHES.inc(len(records))
-            matcher.refresh()
+            with tracing(record_trace(records[-1])):  # the admin's request that changed it
+                matcher.refresh()
     finally:
         consumer.close()
 

@@ -20,8 +20,9 @@ from kafka.structs import OffsetAndMetadata
 from services.scanner import metrics
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
-from services.shared.events import IMAGE_UPLOADED, EnvelopeError, decode
+from services.shared.events import IMAGE_UPLOADED, Envelope, EnvelopeError, ImageUploaded, decode
 from services.shared.kafka import PositionGuard, Publisher, PublishError, dead_letter
+from services.shared.tracing import record_trace, tracing
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,18 @@ class ScanConsumer:
             log.warning("offset commit failed", extra={"err": repr(exc), "offset": offset})
 
     def _process(self, record: Any) -> bool:
-        """Handle one record durably. False only when asked to stop before it was done."""
-        try:
-            env = decode(record.value, IMAGE_UPLOADED)
-        except EnvelopeError as exc:
-            return self._dead_letter(record, exc.reason, exc.detail)
+        """Handle one record durably. False only when asked to stop before it was done.
+        Every line logged meanwhile carries the record's trace id (its envelope's, or its
+        header's when the envelope cannot be read)."""
+        with tracing(record_trace(record)):
+            try:
+                env = decode(record.value, IMAGE_UPLOADED)
+            except EnvelopeError as exc:
+                return self._dead_letter(record, exc.reason, exc.detail)
+            with tracing(env.trace_id):
+                return self._handle(record, env)
+
+    def _handle(self, record: Any, env: Envelope[ImageUploaded]) -> bool:
         for attempt in range(1, self.settings.max_attempts + 1):
             try:
                 self.worker.handle(env)

@@ -1,4 +1,7 @@
-"""A small HTTP server beside the consumer: /metrics, /healthz, /readyz."""
+"""A small HTTP server beside the consumer: /metrics, /healthz, /readyz.
+
+The scanner is ready only when every check passes (database, broker, model, consumer): it
+can do nothing useful without any of them, so nothing is merely "degraded" here."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.shared.readiness import readiness
 
 
 def serve(host: str, port: int, ready: Callable[[], dict[str, bool]]) -> ThreadingHTTPServer:
@@ -20,8 +25,8 @@ def serve(host: str, port: int, ready: Callable[[], dict[str, bool]]) -> Threadi
                 self._json(200, {"status": "alive"})
             elif path == "/readyz":
                 checks = ready()
-                ok = all(checks.values())
-                self._json(200 if ok else 503, {"ready": ok, "checks": checks})
+                body = readiness(checks, required=list(checks))
+                self._json(200 if body["ready"] else 503, body)
             else:
                 self._json(404, {"code": "not_found", "message": "Nothing is here."})
 

@@ -10,6 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from services.shared import tracing
+
 ENVELOPE_VERSION = 1
 
 
@@ -120,13 +122,15 @@ class Envelope(Generic[P]):
 
 
 def make_envelope(event: EventType[P], key: str, payload: P, trace_id: str = "") -> Envelope[P]:
+    """``trace_id`` defaults to the work in hand: the Kafka record being handled, else the
+    HTTP request being served (a reviewer's decision → its image.takedown), else a new id."""
     return Envelope(
         type=event.name,
         version=event.version,
         id=uuid.uuid4().hex,
         key=key,
         occurred_at=datetime.now(UTC).isoformat(),
-        trace_id=trace_id or uuid.uuid4().hex,
+        trace_id=trace_id or tracing.current_trace() or uuid.uuid4().hex,
         payload=payload,
     )
 

@@ -14,7 +14,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from services.shared import tracing
 from services.shared.events import DEAD_LETTER_TOPIC, TOPICS, Envelope, encode, topic_name
+from services.shared.opsmetrics import DEAD_LETTERS
 from services.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -131,8 +133,10 @@ def dead_letter(
     retry_s: float = 1.0,
 ) -> bool:
     """Publish a consumed ``record`` to the dead-letter topic, its reason and origin in the
-    headers (dlq_reason, dlq_detail, source_topic, source_partition, source_offset). Waits out
-    a broker outage; False only when asked to stop before it was published."""
+    headers (dlq_reason, dlq_detail, source_topic, source_partition, source_offset, and
+    trace_id when known). Waits out a broker outage; False only when asked to stop before it
+    was published. Each record published counts in
+    ``chatpic_kafka_dead_letters_total{source_topic,reason}``."""
     headers = [
         ("dlq_reason", reason.encode()),
         ("dlq_detail", detail[:300].encode()),
@@ -140,6 +144,9 @@ def dead_letter(
         ("source_partition", str(record.partition).encode()),
         ("source_offset", str(record.offset).encode()),
     ]
+    trace = tracing.record_trace(record) or tracing.trace_id.get()
+    if trace:
+        headers.append(("trace_id", trace.encode()))
     value = record.value if record.value is not None else b""
     while True:
         try:
@@ -148,6 +155,7 @@ def dead_letter(
         except PublishError:
             if stop.wait(retry_s):
                 return False
+    DEAD_LETTERS.labels(str(record.topic), reason).inc()
     log.warning(
         "record dead-lettered",
         extra={"reason": reason, "topic": record.topic, "offset": record.offset},

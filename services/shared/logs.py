@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from services.shared import tracing
+
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 
@@ -40,10 +42,25 @@ def _no_connection_lines(record: logging.LogRecord) -> bool:
     return not (record.name.startswith("uvicorn") and "WebSocket" in str(record.msg))
 
 
+class ContextIds(logging.Filter):
+    """Adds the request id and trace id of the work in hand (services.shared.tracing) to every
+    record that does not name them itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = tracing.request_id.get()
+        if request_id and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        trace_id = tracing.trace_id.get()
+        if trace_id and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     handler.addFilter(_no_connection_lines)
+    handler.addFilter(ContextIds())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -26,6 +26,8 @@ class ImageRepo:
     def ensure_indexes(self) -> None:
         self.col.create_index([("status", ASCENDING), ("publish.last_at", ASCENDING)])
         self.col.create_index([("status", ASCENDING), ("purge_check_at", ASCENDING)])
+        # The oldest image of a status (the pending backlog's age, the held queue's order).
+        self.col.create_index([("status", ASCENDING), ("created_at", ASCENDING)])
 
     def insert_pending(self, doc: Doc) -> None:
         doc = {**doc, "status": ImageStatus.PENDING.value, "created_at": now()}
@@ -190,6 +192,16 @@ class ImageRepo:
         }
         cursor = self.col.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return list(cursor.skip(skip).limit(limit))
+
+    def count_pending(self) -> int:
+        """Images waiting for a verdict (index on status: reads only the pending ones)."""
+        return self.col.count_documents({"status": ImageStatus.PENDING.value})
+
+    def count_unannounced(self) -> int:
+        """Pending images whose image.uploaded no broker has acknowledged yet."""
+        return self.col.count_documents(
+            {"status": ImageStatus.PENDING.value, "publish.published_at": None}
+        )
 
     def oldest_pending_age_s(self) -> float:
         doc = self.col.find_one(

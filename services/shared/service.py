@@ -18,6 +18,7 @@ from services.shared.http import install_error_handlers
 from services.shared.logs import configure_logging
 from services.shared.metrics import instrument
 from services.shared.mongo import Doc, MongoProbe, database, make_client
+from services.shared.readiness import BrokerProbe, Dependencies
 from services.shared.settings import CommonSettings, HttpServiceSettings
 
 P = TypeVar("P")
@@ -29,13 +30,19 @@ class Service(Generic[P]):
 
     _ports: list[P] = field(default_factory=list)
     _probe: list[MongoProbe] = field(default_factory=list)
+    _deps: list[Dependencies] = field(default_factory=list)
 
     @property
     def ports(self) -> P:
         return self._ports[0]
 
     def ready(self) -> dict[str, bool]:
-        return {"database": bool(self._probe) and self._probe[0]()}
+        """The database is asked now (it gives up within about a second); the broker's
+        answer is the dependency thread's last one, so a hung broker never slows this."""
+        if not self._deps:
+            return {"database": False, "broker": False}
+        deps = self._deps[0]
+        return {"database": deps.check("database"), "broker": deps.last("broker")}
 
 
 def create_service_app(
@@ -57,7 +64,15 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = None
-        service._probe.append(MongoProbe(settings))
+        probe = MongoProbe(settings)
+        service._probe.append(probe)
+        deps = Dependencies(
+            name,
+            {"database": probe, "broker": BrokerProbe(settings.kafka_bootstrap)},
+            settings.dependency_check_interval_s,
+        )
+        deps.start()
+        service._deps.append(deps)
         if given is None:
             client = make_client(settings)
             db = database(client, settings)
@@ -75,6 +90,7 @@ def create_service_app(
             if close_ports is not None:
                 close_ports(service._ports[0])
             service._ports.clear()
+            await asyncio.to_thread(service._deps.pop().stop)
             service._probe.pop().close()
             if client is not None:
                 client.close()
@@ -86,7 +102,9 @@ def create_service_app(
     install_error_handlers(app)
     if inner_middleware is not None:
         inner_middleware(app)  # added first, so the metrics middleware sees its answers too
-    instrument(app, name, service.ready)
+    # The database is required; without the broker a service still answers (ingest keeps
+    # uploads in its outbox; links, review and rooms serve from MongoDB): only degraded.
+    instrument(app, name, service.ready, required=("database",), version=settings.build_version)
     return app
 
 

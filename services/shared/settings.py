@@ -26,6 +26,14 @@ class CommonSettings(BaseSettings):
     kafka_session_timeout_ms: int | None = None
     kafka_heartbeat_interval_ms: int | None = None
     kafka_publish_timeout_s: float = 5.0
+    # How often a service measures its consumer groups' lag (chatpic_kafka_consumer_lag).
+    # None = the profile's default (local: 5 s; production: 15 s).
+    kafka_lag_interval_s: float | None = None
+    # How often each process checks its database and broker (chatpic_dependency_up; /readyz
+    # reads the broker's last answer).
+    dependency_check_interval_s: float = 5.0
+    # The version shown in chatpic_build_info; empty = the installed package's version.
+    build_version: str = ""
 
     mongo_uri: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "chatpic"
@@ -51,6 +59,11 @@ class CommonSettings(BaseSettings):
         if self.kafka_session_timeout_ms is not None:
             return self.kafka_session_timeout_ms
         return 2000 if self.profile == "local" else 45000
+
+    def lag_interval_s(self) -> float:
+        if self.kafka_lag_interval_s is not None:
+            return self.kafka_lag_interval_s
+        return 5.0 if self.profile == "local" else 15.0
 
     def heartbeat_interval_ms(self) -> int:
         if self.kafka_heartbeat_interval_ms is not None:

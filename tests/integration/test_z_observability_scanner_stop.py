@@ -1,0 +1,76 @@
+"""The fail-closed SLO while the scanner is stopped: the upload waits (pending, announced to
+the broker), the oldest-pending age grows, and once a scanner is back the image is decided,
+shown in the room that holds it, the rooms consumer's line for its image.scanned carries the
+upload's trace id, and the backlog gauges return to 0. Runs late: it stops and restarts the
+scanner."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from deploy.local.stack import http_ok
+from tests.integration.links_helpers import unique_photo
+from tests.integration.observability_helpers import (
+    eventually,
+    new_request_id,
+    value,
+    wait_for_line,
+)
+from tests.integration.test_rooms_live import make_room, member, wait_for
+from tests.live import Live
+
+OLDEST = "chatpic_ingest_oldest_pending_age_seconds"
+PENDING = "chatpic_ingest_pending_images"
+UNPUBLISHED = "chatpic_ingest_outbox_unpublished"
+
+
+def test_oldest_pending_grows_while_the_scanner_is_stopped(live: Live) -> None:
+    live.stack.stop_process("scanner")
+    restarted = False
+    try:
+        rid = new_request_id("obs-slo")
+        resp = live.ingest.post(
+            "/api/v1/images",
+            files={"file": ("photo.jpg", unique_photo(880_100))},
+            headers={"X-Request-ID": rid},
+        )
+        assert resp.status_code == 202
+        image_id, owner_token = resp.json()["image_id"], resp.json()["owner_token"]
+        room = make_room(live)
+        with member(live, room, "waiting") as (conn, _):
+            conn.send(
+                json.dumps({"type": "image", "image_id": image_id, "owner_token": owner_token})
+            )
+            pending = wait_for(conn, "image_pending")
+
+            eventually(lambda: (value(live.ingest, PENDING) or 0) >= 1, 15, "pending counted")
+            # Announced (the broker took it): waiting on the scanner, not on the outbox.
+            eventually(lambda: value(live.ingest, UNPUBLISHED) == 0, 15, "outbox drained")
+            first = value(live.ingest, OLDEST) or 0.0
+            eventually(
+                lambda: (value(live.ingest, OLDEST) or 0.0) >= first + 3, 15, "oldest age grows"
+            )
+            assert live.db.images.find_one({"_id": image_id})["status"] == "pending"
+
+            key = live.stack.start_service("scanner")
+            restarted = True
+            url = live.stack.ready_url(key)
+            eventually(lambda: http_ok(url), 60, "scanner ready again")
+            assert live.wait_status(image_id, timeout=60) == "cleared"
+            wait_for(conn, "image", timeout=30, id=pending["id"])
+
+        settled = wait_for_line(
+            live,
+            "rooms",
+            lambda x: x.get("msg") == "image.scanned handled" and x.get("image_id") == image_id,
+        )
+        assert settled["trace_id"] == rid  # the upload's request id, through the scanner
+        eventually(lambda: value(live.ingest, PENDING) == 0, 30, "backlog empties")
+        assert value(live.ingest, OLDEST) == 0
+    finally:
+        if not restarted:
+            key = live.stack.start_service("scanner")
+            deadline = time.monotonic() + 60
+            while not http_ok(live.stack.ready_url(key)) and time.monotonic() < deadline:
+                time.sleep(0.3)
