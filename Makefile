@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run admin test test-unit test-integration test-browser browser bench-scan bench-throughput bench-ingest bench-index bench-reveal bench-rooms lint format typecheck check bench clean
+.PHONY: help install run admin test test-unit test-integration test-browser browser prometheus bench-scan bench-throughput bench-ingest bench-index bench-reveal bench-rooms lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -20,15 +20,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install ChatPic with the local broker and database
 
-run: $(STAMP) ## Start broker, database and all services; prints the URL to open (Ctrl-C stops)
+run: $(STAMP) ## Start broker, database, all services and Prometheus if installed; prints the URLs (Ctrl-C stops)
 	$(PY) -m deploy.local.stack
 
 admin: $(STAMP) ## Create a review-console admin on the running stack: make admin USER=name (prints its password)
 	CHATPIC_MONGO_URI="$${CHATPIC_MONGO_URI:-mongodb://127.0.0.1:$${CHATPIC_MONGO_PORT:-27117}/}" \
 	  $(PY) -m services.review.cli create-admin "$(USER)"
 
-test: $(STAMP) browser ## Run every test (starts its own broker, database and services on free ports)
-	CHATPIC_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider
+test: $(STAMP) browser prometheus ## Run every test (starts its own broker, database and services on free ports)
+	CHATPIC_REQUIRE_BROWSER=1 CHATPIC_REQUIRE_PROMETHEUS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP) ## Unit tests only (no servers)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
@@ -45,6 +45,16 @@ browser: ## Install Debian's Chromium for the browser tests if it is missing (ne
 	    echo "Installing Chromium (Debian package) for the browser tests..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is missing: install Debian's 'chromium' package (or set CHATPIC_CHROMIUM)"; exit 1; fi; \
+	fi
+
+prometheus: ## Install Debian's Prometheus (prometheus + promtool) for make run and the rule tests if missing
+	@if ! command -v promtool >/dev/null || ! command -v "$${CHATPIC_PROMETHEUS_BIN:-prometheus}" >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Prometheus (Debian package) for make run and the rule tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	    elif command -v invoke-rc.d >/dev/null; then invoke-rc.d prometheus stop >/dev/null 2>&1 || true; fi; \
+	  else echo "Prometheus is missing: install Debian's 'prometheus' package (or set CHATPIC_PROMETHEUS_BIN)"; exit 1; fi; \
 	fi
 
 lint: $(STAMP) ## ruff lint and format check

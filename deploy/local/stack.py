@@ -1,15 +1,19 @@
-"""The local stack: broker, database and the four services as child processes.
+"""The local stack: broker, database and the four services as child processes, and Prometheus
+when it is installed.
 
 Used by ``make run`` (``python -m deploy.local.stack``) and by the integration test fixtures.
-The broker keeps everything in memory; the database keeps its files under ``var/``.
+The broker keeps everything in memory; the database keeps its files under ``var/``, Prometheus
+its samples under ``var/prometheus`` (kept for ``PROMETHEUS_RETENTION``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,12 +24,17 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1
 SERVICES = ("ingest", "links", "review", "rooms", "scanner")
 ADMIN_PASSWORD_FILE = "review_admin_password"
+RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
+RULE_FILES = ("recording.yml", "alerts.yml")
+PROMETHEUS_DEFAULT_BIN = "/usr/bin/prometheus"  # Debian's package (make prometheus)
+PROMETHEUS_RETENTION = "2d"
+PROMETHEUS_SCRAPE_INTERVAL_S = 5.0
 
 
 def _die_with_parent() -> None:
@@ -52,6 +61,7 @@ class StackPorts:
     review: int = 8003
     scanner: int = 8004
     rooms: int = 8100
+    prometheus: int = 9090  # only used (and checked) when Prometheus is started
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackPorts:
@@ -124,6 +134,8 @@ class Stack:
     scanners: int = 1
     scanner_ports: dict[int, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The Prometheus binary to start with the stack (None: no Prometheus, as in the tests).
+    prometheus_bin: str | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -183,7 +195,11 @@ class Stack:
         )
 
     def check_ports(self) -> None:
-        wanted = [(n, getattr(self.ports, n)) for n in self.ports.__dataclass_fields__]
+        wanted = [
+            (n, getattr(self.ports, n))
+            for n in self.ports.__dataclass_fields__
+            if n != "prometheus" or self.prometheus_bin
+        ]
         wanted += [(f"scanner-{i}", self.ports.scanner + i) for i in range(1, self.scanners)]
         clashes: dict[int, list[str]] = {}
         for name, port in wanted:
@@ -305,9 +321,64 @@ class Stack:
             self.start_database()
             self.create_topics()
             self.start_services()
+            if self.prometheus_bin:
+                self.start_prometheus(self.prometheus_bin)
         except BaseException:
             self.stop()
             raise
+
+    # ---- Prometheus -------------------------------------------------------------------
+    def scrape_targets(self) -> dict[str, list[str]]:
+        """Job name -> host:port of every running service process (every scanner process)."""
+        targets = {
+            name: [f"127.0.0.1:{getattr(self.ports, name)}"]
+            for name in SERVICES
+            if name != "scanner"
+        }
+        targets["scanner"] = [
+            f"127.0.0.1:{port}"
+            for index, port in sorted(self.scanner_ports.items())
+            if (proc := self.procs.get(f"scanner-{index}" if index else "scanner")) is not None
+            and proc.poll() is None
+        ]
+        return targets
+
+    def write_prometheus_config(self, scrape_interval_s: float) -> Path:
+        path = self.var_dir / "prometheus.yml"
+        config = prometheus_config(self.scrape_targets(), scrape_interval_s)
+        path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+        return path
+
+    def start_prometheus(
+        self, binary: str, scrape_interval_s: float = PROMETHEUS_SCRAPE_INTERVAL_S
+    ) -> str:
+        """Start Prometheus on ``ports.prometheus`` scraping this stack with the production rule
+        files; wait for /-/ready and return its URL. Stopped like every other child."""
+        port = self.ports.prometheus
+        if "prometheus" in self.procs and self.procs["prometheus"].poll() is None:
+            raise StackError("Prometheus is already running for this stack")
+        if port_in_use(port):
+            raise StackError(
+                f"These ports are already in use: prometheus ({port}). Stop what uses it or "
+                "choose another with CHATPIC_PROMETHEUS_PORT."
+            )
+        config = self.write_prometheus_config(scrape_interval_s)
+        storage = self.var_dir / "prometheus"
+        storage.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={storage}",
+                f"--storage.tsdb.retention.time={PROMETHEUS_RETENTION}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for("prometheus", lambda: http_ok(f"{url}/-/ready"), 60, self.procs["prometheus"])
+        return url
 
     def stop_process(self, key: str, timeout: float = 10) -> None:
         proc = self.procs.pop(key, None)
@@ -332,6 +403,56 @@ class Stack:
         return [k for k, p in self.procs.items() if p.poll() is not None]
 
 
+def prometheus_config(targets: Mapping[str, list[str]], scrape_interval_s: float) -> dict[str, Any]:
+    """A Prometheus configuration for the local stack: one job per service (the same job names
+    as deploy/prometheus/prometheus.yml, so the rules and dashboard apply) and the same rules."""
+    ms = max(1, round(scrape_interval_s * 1000))
+    interval = f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+    return {
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "evaluation_interval": interval,
+            "external_labels": {"system": "chatpic", "env": "local"},
+        },
+        "rule_files": [str(RULES_DIR / name) for name in RULE_FILES],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+            for job, hosts in targets.items()
+        ],
+    }
+
+
+def find_prometheus(env: Mapping[str, str]) -> str | None:
+    """CHATPIC_PROMETHEUS_BIN if set, else ``prometheus`` on PATH, else Debian's path; None if
+    none of them is an executable file."""
+    configured = env.get("CHATPIC_PROMETHEUS_BIN")
+    candidates = (
+        [configured]
+        if configured is not None
+        else [shutil.which("prometheus", path=env.get("PATH")), PROMETHEUS_DEFAULT_BIN]
+    )
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def prometheus_line(stack: Stack, env: Mapping[str, str]) -> str:
+    if stack.prometheus_bin:
+        url = f"http://127.0.0.1:{stack.ports.prometheus}"
+        return f"  Prometheus:      {url}/  (alerts: {url}/alerts, targets: {url}/targets)"
+    configured = env.get("CHATPIC_PROMETHEUS_BIN")
+    if configured == "":
+        return "  Prometheus:      off (CHATPIC_PROMETHEUS_BIN is empty)"
+    if configured is not None:
+        return f"  Prometheus:      not started: {configured} is not an executable file"
+    return (
+        "  Prometheus:      not installed; `make prometheus` installs Debian's package "
+        "(or set CHATPIC_PROMETHEUS_BIN)"
+    )
+
+
 def main() -> int:
     try:
         ports = StackPorts.from_env(os.environ)
@@ -345,7 +466,8 @@ def main() -> int:
         print(f"error: CHATPIC_SCANNERS must be 1..64, not {scanners_env!r}", file=sys.stderr)
         return 2
     scanners = int(scanners_env)
-    stack = Stack(var_dir=var_dir, ports=ports, scanners=scanners)
+    prometheus_bin = find_prometheus(os.environ)
+    stack = Stack(var_dir=var_dir, ports=ports, scanners=scanners, prometheus_bin=prometheus_bin)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -354,7 +476,11 @@ def main() -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    print("Starting broker, database and services (logs in var/logs/)...", flush=True)
+    print(
+        "Starting broker, database, services"
+        f"{' and Prometheus' if prometheus_bin else ''} (logs in var/logs/)...",
+        flush=True,
+    )
     try:
         stack.start()
     except StackError as exc:
@@ -377,6 +503,7 @@ def main() -> int:
         f":{p.rooms}, "
         f":{p.scanner}-{p.scanner + stack.scanners - 1} "
         f"({stack.scanners} scanner{'' if stack.scanners == 1 else 's'})\n"
+        f"{prometheus_line(stack, os.environ)}\n"
         "Press Ctrl-C to stop.",
         flush=True,
     )

@@ -1,5 +1,6 @@
 """`make run`'s entry point as a person uses it: it starts, prints the URL, and Ctrl-C stops
-every child; a taken port is named in a clear message."""
+every child; a taken port is named in a clear message. Prometheus is one of the children when
+it is installed (`make prometheus`); otherwise the banner says how to get it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from deploy.local.stack import ROOT, StackPorts
+from deploy.local.stack import ROOT, StackPorts, find_prometheus
+
+PROMETHEUS = find_prometheus(os.environ)
+# broker, database, ingest, links, review, rooms, scanner (+ prometheus)
+CHILDREN = 8 if PROMETHEUS else 7
 
 
 def children_of(pid: int) -> list[int]:
@@ -42,6 +48,8 @@ def stack_env(ports: StackPorts, var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATPIC_")}
     env["CHATPIC_VAR_DIR"] = str(var_dir)
     env["CHATPIC_SCANNERS"] = "1"
+    if "CHATPIC_PROMETHEUS_BIN" in os.environ:  # the same Prometheus (or none) as PROMETHEUS
+        env["CHATPIC_PROMETHEUS_BIN"] = os.environ["CHATPIC_PROMETHEUS_BIN"]
     for name in ports.__dataclass_fields__:
         env[f"CHATPIC_{name.upper()}_PORT"] = str(getattr(ports, name))
     return env
@@ -77,8 +85,16 @@ def test_run_prints_the_url_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         page = httpx.get(f"http://127.0.0.1:{ports.ingest}/", timeout=10)
         assert page.status_code == 200 and "<form" in page.text
         kids = children_of(proc.pid)
-        assert len(kids) == 7  # broker, database, ingest, links, review, rooms, scanner
+        assert len(kids) == CHILDREN
         assert f"http://127.0.0.1:{ports.rooms}/rooms" in output, output
+        if PROMETHEUS:
+            prometheus = f"http://127.0.0.1:{ports.prometheus}"
+            assert f"Prometheus:      {prometheus}/" in output, output
+            assert httpx.get(f"{prometheus}/-/ready", timeout=10).status_code == 200
+            config = (tmp_path / "prometheus.yml").read_text()
+            assert f"127.0.0.1:{ports.scanner}" in config and "alerts.yml" in config
+        else:
+            assert "Prometheus:      not " in output, output  # ... and how to get it
         rooms = httpx.get(f"http://127.0.0.1:{ports.rooms}/rooms", timeout=10)
         assert rooms.status_code == 200 and "Start a room" in rooms.text
 
@@ -92,6 +108,8 @@ def test_run_prints_the_url_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert [k for k in kids if alive(k)] == []
         assert (tmp_path / "logs" / "scanner.log").exists()
+        if PROMETHEUS:
+            assert (tmp_path / "prometheus").is_dir()  # its storage, under the var dir
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -112,6 +130,25 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"broker ({ports.broker})" in result.stderr and "already in use" in result.stderr
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Prometheus is not installed (make prometheus)")
+def test_a_taken_prometheus_port_is_named(tmp_path: Path) -> None:
+    ports = StackPorts.free()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", ports.prometheus))
+        blocker.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy.local.stack"],
+            cwd=ROOT,
+            env=stack_env(ports, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"prometheus ({ports.prometheus})" in result.stderr, result.stderr
+    assert "CHATPIC_<NAME>_PORT" in result.stderr
 
 
 def test_a_scanner_port_that_is_another_service_port_is_named(tmp_path: Path) -> None:
@@ -157,15 +194,17 @@ def test_children_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 120
+        # Prometheus, when installed, is the last child started.
+        last = f"{ports.prometheus}/-/ready" if PROMETHEUS else f"{ports.scanner}/readyz"
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{ports.scanner}/readyz", timeout=2).is_success:
+                if httpx.get(f"http://127.0.0.1:{last}", timeout=2).is_success:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         kids = children_of(proc.pid)
-        assert len(kids) == 7
+        assert len(kids) == CHILDREN
         proc.kill()
         proc.wait(10)
         deadline = time.monotonic() + 20
