@@ -3,7 +3,8 @@
 ``sanitize`` runs, in this order: watermark text check; empty and byte-size checks; type from the
 magic bytes against an allow-list (never the name or the client's Content-Type); container headers
 read from the bytes (GIF blocks, PNG/APNG chunks, WebP chunks: sizes checked and frames counted
-lazily against the limits, before any pixel is decoded, see ``intake_probe``); ``Image.open``
+lazily against the limits; JPEG segments and scans counted; HEIF/AVIF item locations inside the
+file - all before any pixel is decoded, see ``intake_probe``); ``Image.open``
 restricted to that one Pillow plugin (so EPS/Ghostscript and friends never run); width/height/pixel
 limits from the header; a full decode (truncated files are refused, never patched up), shrunk
 while decoding where the codec allows it (``intake_pixels``); 16-bit samples scaled to 8 bits;
@@ -53,7 +54,14 @@ from services.ingest.intake_pixels import (
     to_8bit,
     upright,
 )
-from services.ingest.intake_probe import Header, read_gif, read_png, read_webp
+from services.ingest.intake_probe import (
+    Header,
+    check_heif_items,
+    read_gif,
+    read_jpeg_scans,
+    read_png,
+    read_webp,
+)
 from services.ingest.intake_watermark import Watermark, check_watermark
 from services.shared.errors import IntakeError
 
@@ -202,10 +210,14 @@ class _Intake:
                 return self._animation(lambda: gif_frames(data, layout), len(layout.frames), loop)
             return self._still(self._normalise(gif_first_frame(data, layout), 1, None))
         header = None
-        if source_format == "png":
+        if source_format == "jpeg":
+            read_jpeg_scans(data)
+        elif source_format == "png":
             header = read_png(data, limits)
         elif source_format == "webp":
             header = read_webp(data, limits)
+        elif source_format in ("heif", "avif"):
+            check_heif_items(data)
         with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[source_format]]) as im:
             check_dimensions(im.size, limits)
             first, count = self._frames(im, header)
@@ -231,7 +243,9 @@ class _Intake:
 
     def _decode_still(self, im: ImageFile.ImageFile) -> SanitizedImage:
         cap = self.limits.max_long_edge
-        dropped = self.source_format in _FIRST_FRAME_ONLY and getattr(im, "n_frames", 1) > 1
+        # is_animated, not n_frames: TIFF's n_frames walks every IFD (quadratic in Pillow 13), and
+        # a 7 MB chain of IFDs took 31 s.
+        dropped = self.source_format in _FIRST_FRAME_ONLY and bool(getattr(im, "is_animated", 0))
         quality = None
         if self.source_format == "jpeg":
             quality = jpeg_source_quality(im)

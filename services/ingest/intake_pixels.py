@@ -144,11 +144,16 @@ def to_8bit(im: Image.Image) -> Image.Image:
 
 
 def _grey_to_8bit(im: Image.Image) -> Image.Image:
-    """Scale 16-bit (I;16*, and I taken as 16-bit) or float (0..1) grey samples to 0..255."""
-    samples = np.asarray(im, dtype=np.float64)
+    """Scale 16-bit (I;16*, and I taken as 16-bit) or float (0..1) grey samples to 0..255.
+
+    In place on one float64 copy: a 50 MP image costs 400 MB here, not 1.2 GB (a 350 KB
+    16-bit PNG of 7071x7071 grew the process by 1.2 GiB with a temporary per step)."""
+    samples = np.array(im, dtype=np.float64)  # always a fresh, writable copy
     full_scale = 1.0 if im.mode == "F" else 65535.0
-    eight_bit = np.rint(np.clip(samples, 0.0, full_scale) * (255.0 / full_scale))
-    return Image.fromarray(eight_bit.astype(np.uint8))
+    np.clip(samples, 0.0, full_scale, out=samples)
+    samples *= 255.0 / full_scale
+    np.rint(samples, out=samples)
+    return Image.fromarray(samples.astype(np.uint8))
 
 
 @functools.cache

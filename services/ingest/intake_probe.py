@@ -9,7 +9,9 @@ it only follows block and chunk lengths.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from services.ingest.intake_limits import (
@@ -18,6 +20,7 @@ from services.ingest.intake_limits import (
     check_frames,
     corrupt_image,
 )
+from services.shared.errors import IntakeError
 
 _GIF_EXTENSION = 0x21
 _GIF_IMAGE = 0x2C
@@ -27,6 +30,17 @@ _GIF_APPLICATION = 0xFF
 _GIF_PLAIN_TEXT = 0x01
 _GIF_LOOP_APPS = (b"NETSCAPE2.0", b"ANIMEXTS1.0")
 _WEBP_OTHER_CHUNKS = 64  # VP8X, ICCP, ANIM, EXIF, XMP and the like: a handful in real files
+# Encoders write 1 scan (baseline) to ~25 (libjpeg's progressive scripts: 10 for colour, 6 per
+# component otherwise); each scan costs a pass over the whole image (see read_jpeg_scans).
+MAX_JPEG_SCANS = 100
+# Segments before and between scans: APPn, DQT, DHT, SOF, COM... Real files have tens (an ICC
+# profile split in 255 APP2 segments and an extended XMP packet are the biggest cases).
+MAX_JPEG_SEGMENTS = 2048
+_JPEG_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})  # TEM, SOI, RST0-7: no length
+_JPEG_EOI, _JPEG_SOS = 0xD9, 0xDA
+# In entropy-coded data a 0xFF byte is followed by 00 (stuffing), RSTn or another FF (fill):
+# anything else is the next marker, which ends the scan.
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,124 @@ def _gif_loop(data: bytes, first: int, loop: int | None) -> int | None:
     if identifier in _GIF_LOOP_APPS and data[second : second + 2] == b"\x03\x01":
         return int.from_bytes(data[second + 2 : second + 4], "little")
     return loop
+
+
+def read_jpeg_scans(data: bytes) -> int:
+    """Scans (SOS segments) of the first image; more than MAX_JPEG_SCANS is refused, and so is
+    a file of more than MAX_JPEG_SEGMENTS segments.
+
+    libjpeg runs every scan of a progressive JPEG over the whole coefficient buffer, however
+    little data the scan holds: a 31-byte refinement scan repeated 1,000 times (125 KB) kept a
+    16 MP decode busy for 11 s, and 20 MB of them would take hours. Millions of empty segments
+    (4 bytes each) cost Pillow's marker loop seconds. Segments are skipped by their lengths
+    (EXIF thumbnails and ICC profiles hold FF DA bytes of their own); the walk stops at EOI, as
+    an MPO's later images are never decoded.
+    """
+    pos, scans, segments = 2, 0, 0
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            pos = data.find(b"\xff", pos)  # junk between segments: libjpeg skips it too
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF or marker in _JPEG_STANDALONE:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker == _JPEG_EOI:
+            break
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise _jpeg_too_complex("segments", MAX_JPEG_SEGMENTS)
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == _JPEG_SOS:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise _jpeg_too_complex("scans", MAX_JPEG_SCANS)
+            end = _JPEG_SCAN_END.search(data, pos)
+            if end is None:
+                break
+            pos = end.start()
+    return scans
+
+
+def _jpeg_too_complex(limit: str, maximum: int) -> IntakeError:
+    return IntakeError(
+        f"The JPEG has more than {maximum} {limit}; it is not decoded.",
+        code="corrupt_image",
+        status=422,
+        limit=limit,
+        maximum=maximum,
+    )
+
+
+def check_heif_items(data: bytes) -> None:
+    """Every item of a HEIF/AVIF file (its ``iloc`` box) must lie inside the file.
+
+    libheif does not fail on a grid image whose tiles are missing: it paints them green (its
+    ``strict_decoding`` option is off, and pillow_heif has no switch for it), so a phone photo
+    cut short would be served half green. A cut file always leaves item extents pointing past
+    its end; that is checked here. Extents in the ``idat`` box or in other items are not.
+    """
+    for kind, start, end in _boxes(data, 0, len(data)):
+        if kind == b"meta":
+            for child, child_start, child_end in _boxes(data, start + 4, end):  # + FullBox
+                if child == b"iloc":
+                    _check_iloc(data, child_start, child_end)
+            return
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """ISO-BMFF boxes between ``start`` and ``end``: (type, payload start, payload end)."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1 and pos + 16 <= end:
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header:
+            return  # not a box: what follows is the decoder's to judge
+        yield kind, pos + header, min(pos + size, end)
+        pos += size
+
+
+class _Fields:
+    """Big-endian unsigned integers of any byte width, read in order from ``data[pos:end]``."""
+
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data, self.pos, self.end = data, pos, end
+
+    def take(self, size: int) -> int:
+        if self.pos + size > self.end:
+            raise corrupt_image()  # an iloc box that runs past its own end
+        value = int.from_bytes(self.data[self.pos : self.pos + size], "big")
+        self.pos += size
+        return value
+
+
+def _check_iloc(data: bytes, start: int, end: int) -> None:
+    fields = _Fields(data, start, end)
+    version = fields.take(4) >> 24  # FullBox: version, then 24 bits of flags
+    sizes = fields.take(2)
+    offset_size, length_size = sizes >> 12, (sizes >> 8) & 15
+    base_size, index_size = (sizes >> 4) & 15, sizes & 15 if version in (1, 2) else 0
+    wide = 4 if version == 2 else 2
+    for _ in range(fields.take(wide)):
+        fields.take(wide)  # item id
+        method = fields.take(2) & 15 if version in (1, 2) else 0
+        reference = fields.take(2)  # data_reference_index: 0 is this file
+        in_this_file = method == 0 and reference == 0
+        base = fields.take(base_size)
+        extents = fields.take(2)
+        if index_size + offset_size + length_size == 0:
+            continue  # zero-width extents say nothing (and would cost nothing to read, forever)
+        for _ in range(extents):
+            fields.take(index_size)
+            offset, length = base + fields.take(offset_size), fields.take(length_size)
+            if in_this_file and offset + length > len(data):
+                raise corrupt_image()
 
 
 @dataclass(frozen=True)
