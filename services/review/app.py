@@ -32,6 +32,7 @@ from services.review.ports import Ports, ports_opener
 from services.review.queue_routes import queue_router
 from services.review.room_routes import room_router
 from services.review.settings import ReviewSettings
+from services.shared.imageserve import image_response
 from services.shared.mongo import Doc
 from services.shared.pages import Pages
 from services.shared.service import Service, create_service_app
@@ -77,7 +78,7 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
                 actor=me.username,
             )
         )
-        return Response(evidence.data, media_type=evidence.content_type, headers=EVIDENCE_HEADERS)
+        return image_response(evidence.data, evidence.content_type)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(me: Me) -> JSONResponse:
@@ -99,13 +100,6 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
 
 
 log = logging.getLogger(__name__)
-
-EVIDENCE_HEADERS = {
-    "Cache-Control": "private, no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 async def _background(settings: ReviewSettings, ports: Ports) -> None:
