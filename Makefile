@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run admin test test-unit test-integration test-browser browser prometheus bench-scan bench-throughput bench-ingest bench-index bench-reveal bench-rooms lint format typecheck check bench clean
+.PHONY: help install run admin test test-unit test-integration test-browser browser prometheus bench-scan bench-throughput bench-ingest bench-index bench-reveal bench-rooms lint format typecheck check bench clean fuzz load
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -94,6 +94,12 @@ bench-reveal: $(STAMP) ## Reveal+serve via links (real database) vs the same byt
 
 bench-rooms: $(STAMP) ## Room delivery latency, 200 clients in 10 rooms, vs a bare WebSocket hub
 	$(PY) -m bench.rooms_bench
+
+fuzz: $(STAMP) ## Long hostile-input campaign on the intake (FUZZ_EXAMPLES=20000 FUZZ_SECONDS=1800); failing inputs go to var/fuzz/
+	$(PY) -m tests.fuzz.campaign
+
+load: $(STAMP) ## Uploaders + viewers against the local stack for a fixed time (LOAD_UPLOADERS=8 LOAD_VIEWERS=16 LOAD_SECONDS=60; LOAD_ATTACH=1 for a running make run); JSON in var/load/
+	$(PY) -m bench.load
 
 clean: ## Remove local data (var/) — the database and logs
 	rm -rf var
