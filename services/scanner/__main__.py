@@ -17,6 +17,7 @@ from services.shared.events import IMAGE_UPLOADED
 from services.shared.kafka import KafkaPublisher, ensure_topics_best_effort, make_consumer
 from services.shared.lag import lag_monitor
 from services.shared.logs import configure_logging
+from services.shared.memory import limit_malloc_arenas
 from services.shared.mongo import BlobStore, MongoProbe, database, make_client
 from services.shared.opsmetrics import announce_build
 from services.shared.readiness import BrokerProbe, Dependencies
@@ -28,6 +29,7 @@ log = logging.getLogger("services.scanner")
 def main() -> None:
     settings = ScannerSettings()
     configure_logging("scanner", settings.log_level)
+    limit_malloc_arenas()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -16,6 +16,7 @@ from pymongo.database import Database
 
 from services.shared.http import install_error_handlers
 from services.shared.logs import configure_logging
+from services.shared.memory import limit_malloc_arenas
 from services.shared.metrics import instrument
 from services.shared.mongo import Doc, MongoProbe, database, make_client
 from services.shared.readiness import BrokerProbe, Dependencies
@@ -114,6 +115,7 @@ def serve(
     """Run one service under uvicorn with our logging; ``uvicorn_options`` adds server options
     (e.g. ``ws_max_size``)."""
     configure_logging(name, settings.log_level)
+    limit_malloc_arenas()  # before the thread pool exists: see services.shared.memory
     uvicorn.run(
         app(),
         host=settings.host,
