@@ -25,6 +25,7 @@ from services.ingest.bodylimit import BodyLimit
 from services.ingest.intake import IntakeLimits, SanitizedImage, accepted_formats, sanitize
 from services.ingest.multipart import UPLOAD_SCHEMA, read_upload
 from services.ingest.settings import IngestSettings
+from services.ingest.slots import Slots
 from services.ingest.uploads import Accepted, accept_upload, relay_pending
 from services.shared import tracing
 from services.shared.clients import parse_networks
@@ -102,6 +103,9 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
     pages = Pages("services.ingest")
     service: Service[Ports] = Service()
     relay_wake = asyncio.Event()
+    # Decodes at once: each can hold hundreds of MB of pixels, and more than the cores run
+    # no faster (the rest wait their turn; the body has been read already).
+    decode_slots = Slots(settings.intake_concurrency)
 
     def body_limit(app: FastAPI) -> None:
         app.add_middleware(
@@ -136,7 +140,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         try:
             await run_in_threadpool(check_rate, p.limiter, request)
             upload = await read_upload(request, limits.max_bytes)
-            image = await run_in_threadpool(sanitize, upload.data, limits, upload.watermark)
+            image = await decode_slots.run(sanitize, upload.data, limits, upload.watermark)
         except DomainError as exc:
             metrics.UPLOADS.labels("refused", exc.code).inc()
             raise

@@ -32,3 +32,8 @@ OUTBOX_UNPUBLISHED = Gauge(
     "chatpic_ingest_outbox_unpublished",
     "Pending images whose image.uploaded the broker has not acknowledged yet.",
 )
+
+DECODES_WAITING = Gauge(
+    "chatpic_ingest_decodes_waiting",
+    "Uploads read and waiting for a decode slot (CHATPIC_INTAKE_CONCURRENCY at a time).",
+)

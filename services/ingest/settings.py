@@ -14,6 +14,8 @@ class IngestSettings(HttpServiceSettings):
     max_frames: int = 300
     max_total_pixels: int = 500_000_000
     max_long_edge: int = 2048
+    # Photos decoded at once (each may hold hundreds of MB of pixels); more uploads wait.
+    intake_concurrency: int = 2
     jpeg_quality: int = 82
     webp_quality: int = 80
     # Re-publish a pending image whose record may have been lost after this many seconds.
