@@ -259,3 +259,20 @@ def test_processes_in_report_order() -> None:
         "scanner-1",
         "scanner-10",
     ]
+
+
+def test_the_broker_and_database_are_judged_alive_not_by_growth() -> None:
+    mib = 1024
+    pids = {"database": 1, "broker": 2, "ingest": 3}
+    warm = {"database": 200 * mib, "broker": 19 * mib, "ingest": 120 * mib}
+    grown = {"database": 1000 * mib, "broker": 400 * mib, "ingest": 125 * mib}
+    rows = r.rss_rows(pids, {}, warm, grown, {})
+    assert [(row["process"], row["ok"], row["judged"]) for row in rows] == [
+        ("database", True, False),
+        ("broker", True, False),
+        ("ingest", True, True),
+    ]
+    assert rows[0]["growth_mib"] == 800.0  # still reported
+    assert r.growth_verdict(rows) == r.NO_GROWTH
+    dead = r.rss_rows(pids, {}, warm, {**grown, "database": None}, {})
+    assert r.growth_verdict(dead) == "growth beyond the rule (or process gone) in: database"
