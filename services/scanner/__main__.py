@@ -7,14 +7,14 @@ import signal
 import threading
 
 from services.scanner import bank_listener
-from services.scanner.consumer import ScanConsumer
+from services.scanner.consumer import consume_until_stopped
 from services.scanner.health import serve
 from services.scanner.model import NsfwModel, card_from_setting, load_card
 from services.scanner.policy import PolicyThresholds
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED
-from services.shared.kafka import KafkaPublisher, ensure_topics_best_effort, make_consumer
+from services.shared.kafka import KafkaPublisher, ensure_topics_best_effort
 from services.shared.lag import lag_monitor
 from services.shared.logs import configure_logging
 from services.shared.memory import limit_malloc_arenas
@@ -93,8 +93,6 @@ def main() -> None:
     except Exception:
         log.warning("bank index not built yet (database?); the first scan builds it")
     bank_listener.start(settings, worker.index, stop)
-    consumer = make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
-    state["consuming"] = True
     lag = lag_monitor(settings, {settings.group_id: [IMAGE_UPLOADED.topic]})
     lag.start()
     log.info(
@@ -106,10 +104,11 @@ def main() -> None:
         },
     )
     try:
-        ScanConsumer(consumer, worker, publisher, settings, stop).run()
+        consume_until_stopped(
+            settings, worker, publisher, stop, lambda on: state.__setitem__("consuming", on)
+        )
     finally:
         lag.stop()
-        consumer.close(autocommit=False)
         publisher.close()
         server.shutdown()
         deps.stop()

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -21,7 +23,13 @@ from services.scanner import metrics
 from services.scanner.settings import ScannerSettings
 from services.scanner.worker import ScanWorker
 from services.shared.events import IMAGE_UPLOADED, Envelope, EnvelopeError, ImageUploaded, decode
-from services.shared.kafka import PositionGuard, Publisher, PublishError, dead_letter
+from services.shared.kafka import (
+    PositionGuard,
+    Publisher,
+    PublishError,
+    dead_letter,
+    make_consumer,
+)
 from services.shared.tracing import record_trace, tracing
 
 log = logging.getLogger(__name__)
@@ -107,3 +115,39 @@ class ScanConsumer:
     def _dead_letter(self, record: Any, reason: str, detail: str) -> bool:
         metrics.DEAD_LETTERS.labels(reason).inc()
         return dead_letter(self.publisher, record, reason, detail, self.stop)
+
+
+def consume_until_stopped(
+    settings: ScannerSettings,
+    worker: ScanWorker,
+    publisher: Publisher,
+    stop: threading.Event,
+    on_consuming: Callable[[bool], None],
+    *,
+    new_consumer: Callable[[], KafkaConsumer] | None = None,
+    pause_s: float = 2.0,
+) -> None:
+    """The scanner's consuming life, until ``stop``. Whatever ends a consumer early (the broker
+    lost while the group was being joined raises out of ``poll``) is logged and counted, the
+    consumer is closed without committing, and a new one takes its place after ``pause_s``: the
+    process never exits for a broker's sake, and uncommitted records are read again."""
+
+    def make() -> KafkaConsumer:
+        return make_consumer(settings, settings.group_id, [IMAGE_UPLOADED.topic])
+
+    while not stop.is_set():
+        consumer: KafkaConsumer | None = None
+        try:
+            consumer = (new_consumer or make)()
+            on_consuming(True)
+            ScanConsumer(consumer, worker, publisher, settings, stop).run()
+        except Exception as exc:
+            metrics.CONSUMER_RESTARTS.inc()
+            log.warning("scanner consumer failed; a new one starts", extra={"err": repr(exc)})
+        finally:
+            on_consuming(False)
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    consumer.close(autocommit=False)
+        if not stop.is_set():
+            stop.wait(pause_s)

@@ -40,3 +40,8 @@ QUARANTINED = Counter(
     "chatpic_scanner_quarantined_total", "Blocked images moved to the evidence vault."
 )
 RETRIES = Counter("chatpic_scanner_retries_total", "Transient failures that were retried.")
+CONSUMER_RESTARTS = Counter(
+    "chatpic_scanner_consumer_restarts_total",
+    "Times this process's image.uploaded consumer failed (e.g. the broker lost mid-join) and a "
+    "new one took its place.",
+)

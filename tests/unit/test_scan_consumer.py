@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.errors import KafkaConnectionError
 
-from services.scanner.consumer import ScanConsumer
+from services.scanner import metrics
+from services.scanner.consumer import ScanConsumer, consume_until_stopped
 from services.scanner.settings import ScannerSettings
 from services.shared.events import IMAGE_UPLOADED, ImageUploaded, encode, make_envelope
 from services.shared.kafka import MemoryPublisher
@@ -133,3 +135,41 @@ def test_stop_during_retry_leaves_the_offset_uncommitted() -> None:
     assert not thread.is_alive()
     assert worker.handled == [] and worker.fail_times < 100
     assert consumer.commits == []  # redelivered to whoever owns the partition next
+
+
+@dataclass
+class BrokerLostConsumer(FakeConsumer):
+    """A consumer whose first poll raises, as kafka-python does when the broker goes away while
+    the group is being joined; it records whether it was closed without a commit."""
+
+    closed: list[bool] = field(default_factory=list)
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
+        raise KafkaConnectionError("111 ECONNREFUSED")
+
+    def close(self, autocommit: bool = True) -> None:
+        self.closed.append(autocommit)
+
+
+def test_a_consumer_that_fails_is_replaced_and_the_process_keeps_scanning() -> None:
+    stop = threading.Event()
+    worker = FakeWorker()
+    lost = BrokerLostConsumer([], stop)
+    healthy = FakeConsumer([[Record(0, good("img-after-restart"))]], stop)
+    made = [lost, healthy]
+    states: list[bool] = []
+    before = metrics.CONSUMER_RESTARTS._value.get()
+    consume_until_stopped(
+        ScannerSettings(),
+        worker,  # type: ignore[arg-type]
+        MemoryPublisher(),
+        stop,
+        states.append,
+        new_consumer=lambda: made.pop(0),  # type: ignore[arg-type,return-value]
+        pause_s=0.01,
+    )
+    assert worker.handled == ["img-after-restart"]  # the second consumer did the work
+    assert healthy.commits == [1]
+    assert lost.closed == [False]  # closed, nothing committed for it
+    assert metrics.CONSUMER_RESTARTS._value.get() == before + 1
+    assert states == [True, False, True, False]  # not consuming while replaced
