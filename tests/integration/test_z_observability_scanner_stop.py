@@ -1,8 +1,9 @@
-"""The fail-closed SLO while the scanner is stopped: the upload waits (pending, announced to
-the broker), the oldest-pending age grows, and once a scanner is back the image is decided,
-shown in the room that holds it, the rooms consumer's line for its image.scanned carries the
-upload's trace id, and the backlog gauges return to 0. Runs late: it stops and restarts the
-scanner."""
+"""The fail-closed SLO while the scanner is stopped (issues #8 and #9): uploads wait (pending,
+announced to the broker), links refuse them and nothing is served, the oldest-pending age
+grows; once a scanner is back every upload has exactly one verdict and bytes are served for
+exactly the cleared ones, the image is shown in the room that holds it, the rooms consumer's
+line for its image.scanned carries the upload's trace id, and the backlog gauges agree with
+the database. Runs late: it stops and restarts the scanner."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ import json
 import time
 
 from deploy.local.stack import http_ok
+from tests.integration.faults_helpers import (
+    assert_one_verdict_each,
+    assert_served_only_if_cleared,
+    bytes_served,
+    upload_photo,
+    wait_final,
+)
 from tests.integration.links_helpers import unique_photo
 from tests.integration.observability_helpers import (
     backlog_gauges_match_db,
@@ -39,6 +47,9 @@ def test_oldest_pending_grows_while_the_scanner_is_stopped(live: Live) -> None:
         )
         assert resp.status_code == 202
         image_id, owner_token = resp.json()["image_id"], resp.json()["owner_token"]
+        served_before = bytes_served(live)
+        more = [upload_photo(live, 880_200 + n) for n in range(3)]
+        uploads = [(image_id, owner_token), *more]
         room = make_room(live)
         with member(live, room, "waiting") as (conn, _):
             conn.send(
@@ -57,6 +68,13 @@ def test_oldest_pending_grows_while_the_scanner_is_stopped(live: Live) -> None:
             # At least our upload's age, give or take one refresh (5 s) and some slack.
             assert (value(live.ingest, OLDEST) or 0.0) >= time.monotonic() - uploaded_at - 7
             assert live.db.images.find_one({"_id": image_id})["status"] == "pending"
+            # Links refuse every one of them while nothing has scanned them; nothing is served.
+            for pending_id, token in uploads:
+                link = live.links.post(
+                    "/api/v1/links", json={"image_id": pending_id, "owner_token": token}
+                )
+                assert (link.status_code, link.json()["code"]) == (409, "not_scanned_yet")
+            assert bytes_served(live) == served_before
 
             key = live.stack.start_service("scanner")
             restarted = True
@@ -64,6 +82,11 @@ def test_oldest_pending_grows_while_the_scanner_is_stopped(live: Live) -> None:
             eventually(lambda: http_ok(url), 60, "scanner ready again")
             assert live.wait_status(image_id, timeout=60) == "cleared"
             wait_for(conn, "image", timeout=30, id=pending["id"])
+            # Accepted = verdicts, one each; bytes are served for exactly the cleared ones.
+            ids = [i for i, _ in uploads]
+            wait_final(live, ids, timeout=60)
+            assert set(assert_one_verdict_each(live, ids).values()) == {"cleared"}
+            assert assert_served_only_if_cleared(live, uploads) == len(uploads)
 
         settled = wait_for_line(
             live,
