@@ -14,6 +14,7 @@ import httpx
 from PIL import Image
 
 from services.shared.mongo import BlobStore
+from tests.integration.faults_helpers import all_samples, metric_total
 from tests.integration.links_helpers import cleared_upload, client_from, make_link, unique_photo
 from tests.live import Live
 
@@ -100,6 +101,7 @@ def test_three_distinct_reporters_hide_the_image_and_clear_brings_it_back(live: 
     assert reveal_status(live, token) == 200
 
     first, second, third = next(_ADDRESSES), next(_ADDRESSES), next(_ADDRESSES)
+    hides = metric_total(live.links, "chatpic_links_auto_hides_total")
     report(live, image_id, "harassment", first, details="posted to mock me")
     report(live, image_id, "spam", first)  # the same reporter again: not a new person
     report(live, image_id, "harassment", second)
@@ -110,7 +112,7 @@ def test_three_distinct_reporters_hide_the_image_and_clear_brings_it_back(live: 
     assert refused.status_code == 451 and refused.json()["code"] == "removed"
     doc = live.db.images.find_one({"_id": image_id})
     assert doc["status"] == "review" and doc["hidden_by"] == "reports"
-    assert "chatpic_links_auto_hides_total" in live.links.get("/metrics").text
+    assert metric_total(live.links, "chatpic_links_auto_hides_total") == hides + 1
 
     job = open_job(live, image_id)
     view = live.review.get(f"/api/v1/jobs/{job['_id']}").json()
@@ -401,21 +403,25 @@ def metric(text: str, name: str) -> float:
 
 
 def test_queue_depths_and_metrics(live: Live) -> None:
+    review = live.review
+    clears = metric_total(review, "chatpic_review_decisions_total", action="clear")
+    timed = metric_total(review, "chatpic_review_report_to_decision_seconds_count")
     image = cleared_upload(live, photo(12))
     report(live, image[0], "spam")
     job_id = open_job(live, image[0])["_id"]
-    queues = {q["queue"]: q for q in live.review.get("/api/v1/queues").json()["queues"]}
+    queues = {q["queue"]: q for q in review.get("/api/v1/queues").json()["queues"]}
     assert set(queues) == {"reports", "scanner", "appeals", "escalated"}
     assert queues["reports"]["depth"] >= 1 and queues["reports"]["oldest_age_s"] >= 0
-    take(live.review, job_id)
-    decided(live.review, job_id, "clear", "no_violation")
-    time.sleep(3.5)  # the intake loop refreshes the gauges
-    text = _metric_lines(live)
-    for name in (
-        'chatpic_review_queue_depth{queue="reports"}',
-        'chatpic_review_oldest_job_age_seconds{queue="appeals"}',
-        'chatpic_review_decisions_total{action="clear"}',
-        "chatpic_review_report_to_decision_seconds_count",
-        "chatpic_review_appeals_overturned_total",
-    ):
-        assert name in text, name
+    # The gauges follow the database (the intake loop refreshes them every few seconds).
+    deadline = time.monotonic() + 10
+    while metric_total(review, "chatpic_review_queue_depth", queue="reports") < 1:
+        assert time.monotonic() < deadline, "the reports queue depth gauge never counted our job"
+        time.sleep(0.3)
+    assert metric_total(review, "chatpic_review_oldest_job_age_seconds", queue="reports") >= 0
+    assert all_samples(review, "chatpic_review_oldest_job_age_seconds")  # every queue exported
+    take(review, job_id)
+    decided(review, job_id, "clear", "no_violation")
+    # One decision counted, and the time from the report to it observed once.
+    assert metric_total(review, "chatpic_review_decisions_total", action="clear") == clears + 1
+    assert metric_total(review, "chatpic_review_report_to_decision_seconds_count") == timed + 1
+    assert "chatpic_review_appeals_overturned_total" in _metric_lines(live)
