@@ -8,11 +8,23 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import anyio
 
 from services.ingest.metrics import DECODES_WAITING
 from services.ingest.slots import Slots
+
+T = TypeVar("T")
+
+
+def run_in_own_thread(main: Callable[[], Awaitable[T]]) -> T:
+    """anyio.run on a thread of its own: other tests in the session (Playwright's sync API)
+    leave an event loop running on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, main).result(timeout=60)
 
 
 def test_no_more_than_the_slots_decode_at_once_and_every_call_finishes() -> None:
@@ -41,7 +53,7 @@ def test_no_more_than_the_slots_decode_at_once_and_every_call_finishes() -> None
                 tg.start_soon(one, n)
         return results
 
-    results = anyio.run(main)
+    results = run_in_own_thread(main)
     assert sorted(results) == [n * 2 for n in range(8)]
     assert peak[0] == 2
     assert max(waiting_seen) >= 1  # the others were counted as waiting
@@ -59,7 +71,7 @@ def test_a_failing_decode_frees_its_slot() -> None:
                 await slots.run(boom)
         return await slots.run(lambda: "still works")
 
-    assert anyio.run(main) == "still works"
+    assert run_in_own_thread(main) == "still works"
     assert DECODES_WAITING._value.get() == 0
 
 
