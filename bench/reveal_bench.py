@@ -52,7 +52,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from deploy.local.stack import ROOT, Stack, StackPorts, http_ok
+from deploy.local.stack import ROOT, Stack, StackPorts, http_ok, terminate
 from services.shared.mongo import make_client
 
 CORPUS = Path(
@@ -127,13 +127,7 @@ class Baseline:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 # ---- operations ----------------------------------------------------------------------------

@@ -382,14 +382,8 @@ class Stack:
 
     def stop_process(self, key: str, timeout: float = 10) -> None:
         proc = self.procs.pop(key, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            terminate(proc, timeout)
 
     def stop(self) -> None:
         order = [k for k in self.procs if k not in ("broker", "database")] + ["database", "broker"]
@@ -401,6 +395,18 @@ class Stack:
 
     def dead(self) -> list[str]:
         return [k for k, p in self.procs.items() if p.poll() is not None]
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM a child process, then SIGKILL it if it has not gone within ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def prometheus_config(targets: Mapping[str, list[str]], scrape_interval_s: float) -> dict[str, Any]:

@@ -5,7 +5,6 @@ proxy that holds one chosen command so a scanner can be caught mid-scan."""
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import socket
 import threading
@@ -23,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.local.stack import StackPorts, http_ok
 from services.shared.metrics import QUIET_ROUTES
 from tests.integration.links_helpers import unique_photo
-from tests.integration.observability_helpers import eventually, log_lines
+from tests.integration.observability_helpers import eventually, json_lines, log_lines
 from tests.live import Live
 
 FINAL = ("cleared", "review", "blocked")
@@ -247,14 +246,7 @@ class LogMark:
         with path.open("rb") as f:
             f.seek(self.sizes.get(key, 0))
             text = f.read().decode(errors="replace")
-        out = []
-        for line in text.splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
+        return json_lines(text)
 
     def server_errors(self, key: str) -> list[dict[str, Any]]:
         """Access lines with a 5xx other than 503, and "unhandled error" lines, since the mark."""

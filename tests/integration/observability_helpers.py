@@ -26,8 +26,13 @@ def new_request_id(kind: str = "obs") -> str:
 def log_lines(live: Live, key: str) -> list[dict[str, Any]]:
     """The JSON lines of one process's log (var/logs/<key>.log); other lines are skipped."""
     path = live.stack.var_dir / "logs" / f"{key}.log"
+    return json_lines(path.read_text(errors="replace"))
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The lines of ``text`` that are JSON objects, parsed; other lines are skipped."""
     out = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if line.startswith("{"):
             try:
                 out.append(json.loads(line))

@@ -21,7 +21,7 @@ import httpx
 from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
-from deploy.local.stack import ROOT, _die_with_parent, http_ok
+from deploy.local.stack import ROOT, _die_with_parent, http_ok, terminate
 from services.scanner.hashing import phash_hex
 from services.scanner.imaging import load_normalized
 from tests.integration.links_helpers import unique_photo
@@ -240,13 +240,7 @@ class ProxiedIngest:
     proc: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 def free_port() -> int:
