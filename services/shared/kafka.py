@@ -229,7 +229,7 @@ def start_restarting(
             try:
                 body()
             except Exception as exc:
-                log.warning("consumer restarting", extra={"thread": name, "err": repr(exc)})
+                log.warning("consumer restarting", extra={"consumer": name, "err": repr(exc)})
                 if on_failure is not None:
                     on_failure(exc)
                 stop.wait(pause_s)

@@ -51,3 +51,34 @@ def test_importing_a_service_does_no_work(service: str) -> None:
     importlib.import_module(f"services.{service}.{module}")
     loaded = set(sys.modules) - before
     assert not any(m.startswith("secantus") for m in loaded)
+
+
+RESERVED_LOG_KEYS = set(vars(__import__("logging").makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _extra_keys(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        for kw in node.keywords:
+            if kw.arg == "extra" and isinstance(kw.value, ast.Dict):
+                found += [
+                    (node.lineno, k.value)
+                    for k in kw.value.keys
+                    if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                ]
+    return found
+
+
+def test_log_extras_never_use_a_log_record_attribute() -> None:
+    """``extra={"thread": ...}`` raises KeyError inside logging: in an except block that once
+    ended a consumer thread that was meant to restart itself."""
+    roots = [SERVICES, SERVICES.parent / "deploy", SERVICES.parent / "bench"]
+    checked = 0
+    for root in roots:
+        for path in root.rglob("*.py"):
+            for line, key in _extra_keys(path):
+                checked += 1
+                assert key not in RESERVED_LOG_KEYS, f"{path}:{line} logs extra key {key!r}"
+    assert checked > 50
