@@ -2,7 +2,7 @@
 
 Real sample files come from the shared corpus (see its MANIFEST.tsv, whose every row is checked in
 test_corpus_manifest.py); bombs, animations with known frames and odd inputs are built here.
-Tests named ``test_Cnn_...`` are the ingest rows of /work/shared/bug-cases.md. Assertions look at
+Tests named ``test_Cnn_...`` are the ingest rows of ../shared/bug-cases.md. Assertions look at
 the output bytes, not just at what Pillow reports.
 """
 
