@@ -61,6 +61,10 @@ MODERATION = Counter(
     ["action", "source"],
 )
 REPORTS = Counter("chatpic_rooms_reports_total", "Messages reported, by kind.", ["kind"])
+AUTO_HIDES = Counter(
+    "chatpic_rooms_auto_hides_total",
+    "Room photos held for review at once because enough distinct people reported them.",
+)
 SWEEP_ERRORS = Counter("chatpic_rooms_sweep_errors_total", "Sweeper passes that failed.")
 CONSUMER_ERRORS = Counter(
     "chatpic_rooms_consumer_errors_total", "Event handling failures, by consumer.", ["consumer"]

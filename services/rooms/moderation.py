@@ -152,6 +152,8 @@ def report(
             auto_hide_reporters=settings.rooms_auto_hide_reporters,
         )
         metrics.REPORTS.labels(kind).inc()
+        if filed.auto_hidden:  # this report hid the image everywhere until a reviewer decides
+            metrics.AUTO_HIDES.inc()
         return filed.report_id
     end = aware(room["expires_at"], now())
     report_id = roommod.file_room_report(

@@ -18,6 +18,27 @@ from tests.live import Live
 
 ROOM_URL = re.compile(r"/r/([A-Za-z0-9_-]{22,})")
 IMG_DRAWN = "(sel) => { const i = document.querySelector(sel); return !!i && i.naturalWidth > 0; }"
+# Records in window.__imageSeen, per message id, the Date.now() at which an <img> of that
+# message first entered #messages (a MutationObserver runs in the same task as the insertion);
+# returns how many images the list held when it was installed.
+WATCH_IMAGES = """() => {
+  const list = document.querySelector("#messages");
+  const seen = (window.__imageSeen = {});
+  const note = (node) => {
+    if (!(node instanceof Element)) return;
+    const imgs = node.tagName === "IMG" ? [node] : [...node.querySelectorAll("img")];
+    for (const img of imgs) {
+      const li = img.closest("li[data-id]");
+      const id = li ? li.dataset.id : "";
+      if (!(id in seen)) seen[id] = Date.now();
+    }
+  };
+  new MutationObserver((records) => records.forEach((r) => r.addedNodes.forEach(note)))
+    .observe(list, { childList: true, subtree: true });
+  return list.querySelectorAll("img").length;
+}"""
+# Both clocks are this machine's; MongoDB keeps milliseconds (truncated), Date.now() too.
+CLOCK_SLACK_MS = 2
 
 
 def shot(page: Any, shots: Path, name: str) -> None:
@@ -36,6 +57,14 @@ def join(page: Any, nickname: str) -> None:
 def say(page: Any, text: str) -> None:
     page.get_by_label("Message").fill(text)
     page.get_by_role("button", name="Send").click()
+
+
+def clearing_ms(image: dict[str, Any]) -> float:
+    """When the image became cleared, in ms since the epoch: the scanner's verdict time
+    (``scanned_at``), or a reviewer's clearance (``cleared_at``) if it was held first."""
+    times = [image[k] for k in ("scanned_at", "cleared_at") if image.get(k) is not None]
+    assert times, f"no clearing time stored: {sorted(image)}"
+    return float(max(t.timestamp() for t in times)) * 1000
 
 
 def open_job(live: Live, image_id: str, timeout: float = 10) -> dict[str, Any]:
@@ -88,6 +117,9 @@ def test_two_people_in_a_private_room(
     shot(ben, shots, "room-2-chat-phone")
 
     # Ana posts a photo: "scanning" for her, nothing for Ben until the scanner cleared it.
+    # Ben's page notes when each photo first enters his message list (whatever the scan's
+    # speed), to compare with when the verdict was stored.
+    assert ben.evaluate(WATCH_IMAGES) == 0
     photo = tmp_path / "beach.jpg"
     photo.write_bytes(unique_photo(7501))
     ana.set_input_files("#photo", str(photo))
@@ -95,12 +127,17 @@ def test_two_people_in_a_private_room(
     message = live.db.room_messages.find_one({"kind": "image", "nickname": "Ana"})
     assert message is not None
     image_id = str(message["image_id"])
-    if live.db.images.find_one({"_id": image_id})["status"] == "pending":
-        assert ben.locator("#messages img").count() == 0
     selector = f'#messages li[data-id="{message["_id"]}"] img'
     for page in (ana, ben):
         page.wait_for_function(IMG_DRAWN, arg=selector, timeout=60_000)
-    assert live.db.images.find_one({"_id": image_id})["status"] == "cleared"
+    image = live.db.images.find_one({"_id": image_id})
+    assert image["status"] == "cleared"
+    seen_ms = ben.evaluate("(id) => window.__imageSeen[id] ?? null", str(message["_id"]))
+    assert isinstance(seen_ms, int | float), "Ben's page never noted the photo"
+    cleared_ms = clearing_ms(image)
+    assert seen_ms >= cleared_ms - CLOCK_SLACK_MS, (
+        f"Ben saw the photo {cleared_ms - seen_ms} ms before its verdict was stored"
+    )
     shot(ben, shots, "room-3-photo-cleared")
 
     # Ben reports it; a reviewer removes it; it vanishes from both pages without a reload.
@@ -134,6 +171,8 @@ def test_two_people_in_a_private_room(
     ana.set_input_files("#photo", str(photo))
     expect(ana.locator("#messages")).to_contain_text("not accepted", timeout=60_000)
     assert ben.locator("#messages img").count() == 0
+    # Not even for a moment: the only photo that ever entered Ben's list is the cleared one.
+    assert ben.evaluate("() => Object.keys(window.__imageSeen)") == [str(message["_id"])]
     shot(ana, shots, "room-4-photo-refused")
 
     assert ana_ctx.cookies() == [] and ben_ctx.cookies() == []
