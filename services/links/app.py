@@ -242,7 +242,11 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         await revoke_link(link_id, bearer(authorization))
         return Response(status_code=204)
 
-    @app.delete("/api/v1/images/{image_id}", status_code=204)
+    # Owner delete lives under /api/v1/owner, beside /api/v1/owner/links: behind one public
+    # hostname /api/v1/images/{id} is ingest's (GET status), and an Ingress routes by path, not
+    # by method. The old path stays for existing clients (same handler, marked deprecated).
+    @app.delete("/api/v1/owner/images/{image_id}", status_code=204)
+    @app.delete("/api/v1/images/{image_id}", status_code=204, deprecated=True)
     async def delete_image(
         image_id: str, authorization: Annotated[str | None, Header()] = None
     ) -> Response:

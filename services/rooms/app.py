@@ -1,5 +1,8 @@
 """Rooms HTTP and WebSocket transport: the app factory. Routes live in api_routes (HTTP API),
-socket_routes (the room WebSocket) and page_routes (pages and image bytes)."""
+socket_routes (the room WebSocket) and page_routes (pages and image bytes).
+
+The static files live under /rooms/static, not /static: behind one public hostname (see
+deploy/k8s/ingress.yaml) /static belongs to ingest and every path under /rooms to rooms."""
 
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ def create_app(
         background=None if ports is not None else background(settings, hub, relay_out),
         close_ports=lambda _: relay_out.publisher.close(),
     )
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    static = StaticFiles(directory=Path(__file__).parent / "static")
+    app.mount("/rooms/static", static, name="static")  # the templates name this prefix
     app.include_router(api_router(settings, hub, lambda: service.ports))
     app.include_router(socket_router(settings, hub, lambda: service.ports))
     app.include_router(page_router(settings, Pages("services.rooms"), lambda: service.ports))

@@ -184,14 +184,26 @@ def test_owner_lists_and_revokes_links(live: Live, image: tuple[str, str]) -> No
     assert live.links.get("/api/v1/owner/links").status_code == 405  # POST only
 
 
-def test_delete_everywhere_kills_every_link_and_the_bytes(live: Live) -> None:
+@pytest.mark.parametrize(
+    "delete_path",
+    [
+        pytest.param("/api/v1/owner/images/{}", id="owner-path"),
+        # The old path, kept for existing clients (one public host gives it to ingest).
+        pytest.param("/api/v1/images/{}", id="legacy-path"),
+    ],
+)
+def test_delete_everywhere_kills_every_link_and_the_bytes(live: Live, delete_path: str) -> None:
     image_id, owner_token = image = cleared_image(live)
+    url = delete_path.format(image_id)
+    assert live.links.delete(url).json()["code"] == "owner_key_missing"
+    bad = {"authorization": "Bearer not-the-owner"}
+    assert live.links.delete(url, headers=bad).status_code == 404
     doc = live.db.images.find_one({"_id": image_id})
     blob_id, thumb_id = str(doc["blob_id"]), str(doc["thumb_blob_id"])
     links = [make_link(live, image, max_views=3) for _ in range(3)]
     ticket = live.links.post(f"/s/{links[0]['token']}/reveal").json()
     auth = {"authorization": f"Bearer {owner_token}"}
-    assert live.links.delete(f"/api/v1/images/{image_id}", headers=auth).status_code == 204
+    assert live.links.delete(url, headers=auth).status_code == 204
     for link in links:
         resp = live.links.post(f"/s/{link['token']}/reveal")
         assert resp.status_code == 410 and resp.json()["code"] == "deleted"
@@ -205,7 +217,7 @@ def test_delete_everywhere_kills_every_link_and_the_bytes(live: Live) -> None:
     after = live.db.images.find_one({"_id": image_id})
     assert after["status"] == "deleted" and after["purged_at"] is not None
     # Idempotent, and a new link is refused.
-    assert live.links.delete(f"/api/v1/images/{image_id}", headers=auth).status_code == 204
+    assert live.links.delete(url, headers=auth).status_code == 204
     again = live.links.post(
         "/api/v1/links", json={"image_id": image_id, "owner_token": owner_token}
     )

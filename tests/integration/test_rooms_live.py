@@ -315,10 +315,15 @@ def test_pages(live: Live) -> None:
     assert location.startswith("/r/") and "#owner=" in location
     page = live.rooms.get(location.split("#")[0])
     assert page.status_code == 200 and "from the form" in page.text
-    assert "Rooms need JavaScript" in page.text and "/static/rooms.js" in page.text
+    assert "Rooms need JavaScript" in page.text and '"/rooms/static/rooms.js"' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "set-cookie" not in page.headers
-    assert live.rooms.get("/static/rooms.js").status_code == 200
+    # Under /rooms/static: on one public host /static is ingest's.
+    script = live.rooms.get("/rooms/static/rooms.js")
+    assert script.status_code == 200 and "/api/v1/rooms/" in script.text
+    assert '"/rooms/static/rooms.css"' in page.text
+    assert live.rooms.get("/rooms/static/rooms.css").status_code == 200
+    assert live.rooms.get("/static/rooms.js").status_code == 404
     assert live.rooms.get("/r/not-a-room").status_code == 404
 
 

@@ -1,7 +1,8 @@
 """deploy/k8s agrees with the code, with itself and with compose: Deployments run the right
 module with probes on the port the service listens on, every variable is a setting of that
 service, Services and Ingresses point at what exists, every public route reaches its service
-(and /metrics none), the HPA and PDBs fit the scanner and the partitions.
+on the one public host (no path claimed twice, /metrics none; the review console on a host of
+its own), the HPA and PDBs fit the scanner and the partitions.
 
 As in test_deploy.py, checkers return problems; ``test_k8s_mutations`` shows each one fires.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +48,23 @@ NAMESPACE = "chatpic"
 SECRET_TEMPLATE = K8S / "secret.template.yaml"
 INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz")
 CLUSTER_SCOPED = {"Namespace"}
+# Ingest, links and rooms share one public host; review has its own.
+SHARED_HOST_SERVICES = ("ingest", "links", "rooms")
+DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+# Routes a service declares that the shared host gives to another service on purpose (path ->
+# the service that gets it there). The service still serves them on its own port.
+LEFT_TO_ANOTHER: dict[str, dict[str, str]] = {
+    # The same room list as /rooms; / is ingest's upload page.
+    "rooms": {"/": "ingest", **dict.fromkeys(DOC_PATHS, "ingest")},
+    # DELETE, the old path of DELETE /api/v1/owner/images/{id} (GET of that path is ingest's).
+    "links": {"/api/v1/images/x": "ingest", **dict.fromkeys(DOC_PATHS, "ingest")},
+}
+# An old path left to another service keeps a twin that the shared host routes to its service.
+LEGACY_TWINS = {("links", "/api/v1/images/x"): "/api/v1/owner/images/x"}
+# WebSockets (one per service that has one) need the long proxy timeouts.
+WEBSOCKETS = {"links": "/api/v1/links/x/session", "rooms": "/api/v1/rooms/x/ws"}
+SOCKET_TIMEOUT_S = 3600
+UPLOAD_PATHS = ("/api/v1/images", "/upload")
 
 
 # ---- loading --------------------------------------------------------------------------------
@@ -127,7 +146,8 @@ def public_hosts(docs: list[Doc]) -> dict[str, str]:
 ROUTE_METHODS = {"get", "post", "put", "delete", "patch", "head", "api_route", "websocket"}
 
 
-def service_routes(service: str) -> set[str]:
+@functools.cache
+def service_routes(service: str) -> frozenset[str]:
     """One request path per route the service declares (path parameters filled in), from the
     decorators and mounts in services/<service>, plus FastAPI's docs unless the app hides them."""
     paths: set[str] = set()
@@ -151,8 +171,8 @@ def service_routes(service: str) -> set[str]:
                 files = sorted(p.name for p in static.iterdir()) if static.is_dir() else ["x"]
                 paths.update(f"{path}/{name}" for name in files)
     if "public_docs=False" not in (folder / "app.py").read_text():
-        paths.update({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-    return paths
+        paths.update(DOC_PATHS)
+    return frozenset(paths)
 
 
 def _prefix_match(rule: str, path: str) -> bool:
@@ -160,25 +180,36 @@ def _prefix_match(rule: str, path: str) -> bool:
     return rule == "" or path == rule or path.startswith(rule + "/")
 
 
-def route(ingresses: list[Doc], host: str, path: str) -> tuple[str, Any] | None:
-    """(service, port) an Ingress sends host+path to: Exact first, then the longest Prefix."""
-    exact: list[tuple[str, Any]] = []
-    prefix: list[tuple[int, tuple[str, Any]]] = []
+def matching_ingress(ingresses: list[Doc], host: str, path: str) -> tuple[Doc, Doc] | None:
+    """(Ingress, path entry) that takes host+path: Exact first, then the longest Prefix."""
+    exact: list[tuple[Doc, Doc]] = []
+    prefix: list[tuple[int, int, tuple[Doc, Doc]]] = []
     for ingress in ingresses:
         for rule in ingress["spec"].get("rules") or []:
             if rule.get("host") not in (None, host):
                 continue
             for p in rule["http"]["paths"]:
-                backend = p["backend"]["service"]
-                port = backend["port"].get("name", backend["port"].get("number"))
-                target = (backend["name"], port)
                 if p["pathType"] == "Exact" and p["path"] == path:
-                    exact.append(target)
+                    exact.append((ingress, p))
                 elif p["pathType"] == "Prefix" and _prefix_match(p["path"], path):
-                    prefix.append((len(p["path"].rstrip("/")), target))
+                    prefix.append((len(p["path"].rstrip("/")), -len(prefix), (ingress, p)))
     if exact:
         return exact[0]
-    return max(prefix)[1] if prefix else None
+    return max(prefix, key=lambda m: m[:2])[2] if prefix else None
+
+
+def route(ingresses: list[Doc], host: str, path: str) -> tuple[str, Any] | None:
+    """(service, port) an Ingress sends host+path to: Exact first, then the longest Prefix."""
+    match = matching_ingress(ingresses, host, path)
+    if match is None:
+        return None
+    backend = match[1]["backend"]["service"]
+    return backend["name"], backend["port"].get("name", backend["port"].get("number"))
+
+
+def public_routes(service: str) -> frozenset[str]:
+    """The routes the shared host must send to ``service``."""
+    return service_routes(service) - set(LEFT_TO_ANOTHER.get(service, {}))
 
 
 def _size_bytes(text: str) -> int:
@@ -344,10 +375,16 @@ def service_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
-def ingress_problems(docs: list[Doc]) -> list[str]:
+def _annotation(ingress: Doc, key: str) -> str | None:
+    value = (ingress["metadata"].get("annotations") or {}).get(f"nginx.ingress.kubernetes.io/{key}")
+    return None if value is None else str(value)
+
+
+def ingress_shape_problems(ingresses: list[Doc], services: dict[str, Doc]) -> list[str]:
+    """Each Ingress: a class, TLS for its hosts, known path types, existing backends; and no
+    host+path claimed by two rules (one would silently win)."""
     problems: list[str] = []
-    services = named(docs, "Service")
-    ingresses = list(named(docs, "Ingress").values())
+    claimed: dict[tuple[str, str, str], str] = {}
     for ingress in ingresses:
         name = ingress["metadata"]["name"]
         spec = ingress["spec"]
@@ -355,11 +392,20 @@ def ingress_problems(docs: list[Doc]) -> list[str]:
             problems.append(f"Ingress {name} names no ingressClassName")
         tls_hosts = {h for t in spec.get("tls") or [] for h in t.get("hosts") or []}
         for rule in spec.get("rules") or []:
+            host = str(rule.get("host"))
             if rule.get("host") not in tls_hosts:
-                problems.append(f"Ingress {name}: {rule.get('host')} has no TLS")
+                problems.append(f"Ingress {name}: {host} has no TLS")
             for p in rule["http"]["paths"]:
-                if p.get("pathType") not in ("Exact", "Prefix"):
-                    problems.append(f"Ingress {name}: {p['path']} has pathType {p.get('pathType')}")
+                kind = str(p.get("pathType"))
+                if kind not in ("Exact", "Prefix"):
+                    problems.append(f"Ingress {name}: {p['path']} has pathType {kind}")
+                key = (host, p["path"].rstrip("/") or "/", kind)
+                if key in claimed:
+                    problems.append(
+                        f"{host}{p['path']} ({kind}) is claimed twice: Ingress {claimed[key]} "
+                        f"and {name}"
+                    )
+                claimed[key] = name
                 backend = p["backend"]["service"]
                 service = services.get(backend["name"])
                 if service is None:
@@ -372,34 +418,92 @@ def ingress_problems(docs: list[Doc]) -> list[str]:
                     problems.append(
                         f"Ingress {name}: Service {backend['name']} has no port {wanted}"
                     )
-    hosts = public_hosts(docs)
+    return problems
+
+
+def ingress_route_problems(ingresses: list[Doc], hosts: dict[str, str]) -> list[str]:
+    """Ingest, links and rooms on one host, review on another; every public route of every
+    service to exactly that service, no path claimed by two services, nothing internal routed."""
+    problems: list[str] = []
+    shared = {hosts.get(s) for s in SHARED_HOST_SERVICES}
+    if len(shared) != 1 or None in shared:
+        problems.append(f"{', '.join(SHARED_HOST_SERVICES)} are not on one public host: {shared}")
+    if hosts.get("review") in shared:
+        problems.append(f"the review console shares the public host {hosts.get('review')}")
     for owner in HTTP_SERVICES:
         host = hosts.get(owner)
         if not host:
             problems.append(f"no public URL for {owner} in the ConfigMaps")
             continue
-        for path in sorted(service_routes(owner)):
+        for path in sorted(public_routes(owner)):
             target = route(ingresses, host, path)
             if target is None or target[0] != owner:
                 problems.append(f"{host}{path} (a {owner} route) goes to {target}")
+        for path, other in LEFT_TO_ANOTHER.get(owner, {}).items():
+            if path not in service_routes(owner):
+                problems.append(f"{owner} has no route {path} to leave to {other}")
+            target = route(ingresses, host, path)
+            if target is None or target[0] != other:
+                problems.append(f"{host}{path} (left by {owner} to {other}) goes to {target}")
+    for (owner, old), twin in LEGACY_TWINS.items():
+        if twin not in public_routes(owner):
+            problems.append(f"{owner}'s {old} has no public twin {twin}")
+    for i, a in enumerate(HTTP_SERVICES):
+        for b in HTTP_SERVICES[i + 1 :]:
+            both = public_routes(a) & public_routes(b)
+            if hosts.get(a) == hosts.get(b) and both:
+                problems.append(f"{a} and {b} both claim {sorted(both)} on {hosts.get(a)}")
     for host in set(hosts.values()):
         for path in INTERNAL_PATHS:
             target = route(ingresses, host, path)
             if target is not None:
                 problems.append(f"{host}{path} is public (to {target})")
-    by_service = {i["metadata"]["name"]: i["metadata"].get("annotations") or {} for i in ingresses}
-    body = by_service.get("ingest", {}).get("nginx.ingress.kubernetes.io/proxy-body-size", "1m")
-    if _size_bytes(body) <= IngestSettings().max_upload_bytes:
-        problems.append(f"the ingest Ingress accepts bodies up to {body}: uploads are larger")
-    review_body = by_service.get("review", {}).get("nginx.ingress.kubernetes.io/proxy-body-size")
+    for ingress in ingresses:
+        for rule in ingress["spec"].get("rules") or []:
+            for p in rule["http"]["paths"]:
+                to_review = p["backend"]["service"]["name"] == "review"
+                if to_review != (rule.get("host") == hosts.get("review")):
+                    problems.append(
+                        f"{rule.get('host')}{p['path']} goes to {p['backend']['service']['name']}:"
+                        " the review console has a host of its own, and only it"
+                    )
+    return problems
+
+
+def ingress_annotation_problems(ingresses: list[Doc], hosts: dict[str, str]) -> list[str]:
+    """Each path group's limits: upload bodies, long-lived WebSockets, the review console's
+    imports and access restriction."""
+    problems: list[str] = []
+    for path in UPLOAD_PATHS:
+        match = matching_ingress(ingresses, hosts.get("ingest", ""), path)
+        body = (_annotation(match[0], "proxy-body-size") if match else None) or "1m"
+        if _size_bytes(body) <= IngestSettings().max_upload_bytes:
+            problems.append(f"{path} accepts bodies up to {body}: uploads are larger")
+    for service, path in WEBSOCKETS.items():
+        match = matching_ingress(ingresses, hosts.get(service, ""), path)
+        for key in ("proxy-read-timeout", "proxy-send-timeout"):
+            timeout = (_annotation(match[0], key) if match else None) or "60"
+            if int(timeout) < SOCKET_TIMEOUT_S:
+                problems.append(f"the {service} WebSocket {path} has {key} {timeout} s")
+    review = named(ingresses, "Ingress").get("review", {"metadata": {}})
+    review_body = _annotation(review, "proxy-body-size")
     if _size_bytes(review_body or "1m") <= review_domain.IMPORT_MAX_BYTES:
         problems.append(
             f"the review Ingress accepts bodies up to {review_body}: imports are larger"
         )
-    review = by_service.get("review", {})
-    if not any(k.endswith(("whitelist-source-range", "auth-url")) for k in review):
+    if not any(_annotation(review, k) for k in ("whitelist-source-range", "auth-url")):
         problems.append("the review Ingress is not access-restricted (allowlist or auth)")
     return problems
+
+
+def ingress_problems(docs: list[Doc]) -> list[str]:
+    ingresses = list(named(docs, "Ingress").values())
+    hosts = public_hosts(docs)
+    return [
+        *ingress_shape_problems(ingresses, named(docs, "Service")),
+        *ingress_route_problems(ingresses, hosts),
+        *ingress_annotation_problems(ingresses, hosts),
+    ]
 
 
 def autoscaling_problems(docs: list[Doc], partitions: int) -> list[str]:
@@ -559,9 +663,38 @@ def test_the_route_reader_sees_each_service() -> None:
         "ingest"
     )
     assert {"/s/x/reveal", "/gallery", "/api/v1/links/x/session"} <= service_routes("links")
-    assert {"/rooms", "/api/v1/rooms/x/ws", "/static/rooms.js"} <= service_routes("rooms")
+    assert {"/api/v1/owner/images/x", "/api/v1/images/x"} <= service_routes("links")
+    rooms = service_routes("rooms")
+    assert {"/rooms", "/api/v1/rooms/x/ws", "/rooms/static/rooms.js"} <= rooms
+    assert not {p for p in rooms if p.startswith("/static")}  # /static is ingest's
     assert {"/login", "/api/v1/queues", "/docs"} <= service_routes("review")
     assert "/redoc" not in service_routes("review")  # its docs are behind the login
+
+
+_PAGE_PATH = re.compile(r'(?:href|src|action)="(/[^"/][^"]*)"')
+
+
+def page_paths(service: str) -> set[str]:
+    """The same-origin paths a service's templates link, load or post to (Jinja parts as x)."""
+    paths = set()
+    for template in (ROOT / "services" / service / "templates").glob("*.html"):
+        for raw in _PAGE_PATH.findall(template.read_text()):
+            paths.add(re.sub(r"\{\{.*?\}\}", "x", raw.split("?")[0].split("#")[0]))
+    return paths
+
+
+@pytest.mark.parametrize("service", SHARED_HOST_SERVICES)
+def test_pages_name_paths_the_shared_host_sends_to_their_service(service: str) -> None:
+    """A page's /-relative links, scripts, styles and forms are routes of its own service (a
+    file under its static folder, for /.../static/...), and the one public host sends them
+    there: rooms' files are under /rooms/static, since /static is ingest's."""
+    docs = manifests()
+    host = public_hosts(docs)[service]
+    ingresses = list(named(docs, "Ingress").values())
+    paths = page_paths(service)
+    assert paths and paths <= service_routes(service), paths - service_routes(service)
+    routed = {p: route(ingresses, host, p) for p in paths}
+    assert {p: to for p, to in routed.items() if to != (service, "http")} == {}
 
 
 def test_scanner_autoscaling_fits_the_partitions() -> None:
@@ -748,6 +881,56 @@ K8S_MUTATIONS: list[tuple[str, Callable[[list[Doc]], object], Checker, str]] = [
         lambda d: _paths(d, "ingest")[0].update(pathType="Prefix"),  # "/" for everything
         ingress_problems,
         "/metrics is public",
+    ),
+    (
+        "a path claimed twice",
+        lambda d: _paths(d, "links").append(copy.deepcopy(_paths(d, "rooms")[0])),
+        ingress_problems,
+        "claimed twice",
+    ),
+    (
+        "links takes /api/v1/images",
+        lambda d: _paths(d, "ingest")[3]["backend"]["service"].update(name="links"),
+        ingress_problems,
+        "(a ingest route) goes to ('links'",
+    ),
+    (
+        "links on a host of its own",
+        lambda d: _doc(d, "ConfigMap", "chatpic-http")["data"].update(
+            CHATPIC_LINKS_PUBLIC_URL="https://share.chatpic.example.com"
+        ),
+        ingress_problems,
+        "not on one public host",
+    ),
+    (
+        "review on the public host",
+        lambda d: _doc(d, "Ingress", "review")["spec"]["rules"][0].update(
+            host="chatpic.example.com"
+        ),
+        ingress_problems,
+        "a host of its own",
+    ),
+    (
+        "rooms socket with the default timeout",
+        lambda d: _doc(d, "Ingress", "rooms-socket")["metadata"]["annotations"].pop(
+            "nginx.ingress.kubernetes.io/proxy-read-timeout"
+        ),
+        ingress_problems,
+        "rooms WebSocket",
+    ),
+    (
+        "links session socket with the default timeout",
+        lambda d: _doc(d, "Ingress", "links-session")["metadata"]["annotations"].pop(
+            "nginx.ingress.kubernetes.io/proxy-send-timeout"
+        ),
+        ingress_problems,
+        "links WebSocket",
+    ),
+    (
+        "the owner path not routed",
+        lambda d: _paths(d, "links").pop(6),  # /api/v1/owner
+        ingress_problems,
+        "/api/v1/owner/images/x (a links route)",
     ),
     (
         "upload body limit",
