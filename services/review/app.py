@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
@@ -26,7 +27,7 @@ from services.review.auth import (
 )
 from services.review.auth_routes import auth_router
 from services.review.bank_routes import bank_router
-from services.review.evidence import purge_expired, read_evidence
+from services.review.evidence import purge_expired, purge_removed, read_evidence
 from services.review.intake import intake_loop
 from services.review.ports import Ports, ports_opener
 from services.review.queue_routes import queue_router
@@ -108,7 +109,9 @@ async def _background(settings: ReviewSettings, ports: Ports) -> None:
 
 
 async def _evidence_sweeper(settings: ReviewSettings, ports: Ports) -> None:
-    """Purge evidence past its retention, every few minutes."""
+    """Purge evidence past its retention, and the bytes of removed images past the appeal
+    window (``CHATPIC_REMOVED_RETENTION_DAYS``), every few minutes."""
+    removed_retention = timedelta(days=settings.removed_retention_days)
     while True:
         try:
             await run_in_threadpool(
@@ -116,4 +119,16 @@ async def _evidence_sweeper(settings: ReviewSettings, ports: Ports) -> None:
             )
         except Exception:
             log.exception("evidence sweep failed; will retry")
+        try:
+            await run_in_threadpool(
+                lambda: purge_removed(
+                    images=ports.images,
+                    jobs=ports.jobs,
+                    blobs=ports.blobs,
+                    audit=ports.audit,
+                    retention=removed_retention,
+                )
+            )
+        except Exception:
+            log.exception("removed images sweep failed; will retry")
         await asyncio.sleep(settings.evidence_sweep_interval_s)

@@ -8,7 +8,8 @@
   bank path (``banning.add_entry``): scanners block copies, live copies are taken down.
 - escalate: the job moves to the admins' queue.
 - uphold / overturn (appeals): the removal stands / the image is restored with the links the
-  takedown ended.
+  takedown ended. A removed image whose bytes were purged after the appeal window (or are being
+  purged: ``services.review.evidence.purge_removed``) cannot be restored: 409 ``image_purged``.
 
 Order: every check first; then the job is settled with one conditional update (the lease is
 the serialisation point: two decisions of one job cannot both win); then the effects. Should
@@ -19,6 +20,7 @@ is audited (actor, action, image, policy reason) and counted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from services.review import announce, banning, domain, metrics
@@ -110,6 +112,21 @@ def _check_image(action: Action, image: Doc | None) -> Doc:
     return image
 
 
+def _check_restorable(image: Doc) -> None:
+    """An overturn needs the bytes: refuse once their purge has started."""
+    if image.get("purged_at") is not None or image.get("purge_started_at") is not None:
+        raise Conflict(
+            "This photo's appeal window ended and its bytes are deleted (or being deleted); "
+            "it cannot be restored. Uphold the removal instead.",
+            code="image_purged",
+            purged_at=_iso(image.get("purged_at") or image.get("purge_started_at")),
+        )
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
 def _effects(
     p: Ports,
     settings: ReviewSettings,
@@ -128,7 +145,8 @@ def _effects(
             _raced(p, image_id, ImageStatus.CLEARED)
     elif action is Action.OVERTURN:
         removed = image["status"] == ImageStatus.REMOVED.value
-        if removed and not p.images.clear(image_id, ImageStatus.REMOVED, record):
+        if removed and not p.images.restore_removed(image_id, record):
+            _check_restorable(p.images.get(image_id) or {})  # a purge claimed it meanwhile
             _raced(p, image_id, ImageStatus.CLEARED)
         p.links.restore_removed(image_id)
     elif action in (Action.REMOVE, Action.REMOVE_BAN):
@@ -196,6 +214,8 @@ def decide(
     image: Doc = {}
     if chosen is not Action.ESCALATE:
         image = _check_image(chosen, p.images.get(image_id))
+        if chosen is Action.OVERTURN:
+            _check_restorable(image)
         if chosen is Action.REMOVE_BAN:
             _ban_hashes(image, p, ban_bank)  # refuse before anything changes
     record: Doc = {

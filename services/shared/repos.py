@@ -329,6 +329,87 @@ class ImageRepo:
         )
         return res.modified_count == 1
 
+    # Removed images keep their bytes for the appeal window (an overturn restores them), then
+    # review purges them. ``purge_started_at`` is the claim: once set, no overturn restores the
+    # image (``restore_removed``) and no appeal is taken; it stays removed (links answer 451).
+
+    def removed_due(self, removed_before: datetime, limit: int) -> list[Doc]:
+        """Removed images, removed before ``removed_before``, whose bytes are not purged yet
+        (a purge that stopped half-way included), oldest removal first."""
+        query = {
+            "status": ImageStatus.REMOVED.value,
+            "purged_at": None,
+            "removal.at": {"$lt": removed_before},
+        }
+        return list(self.col.find(query).sort("removal.at", ASCENDING).limit(limit))
+
+    def claim_removed_purge(self, image_id: str, removed_at: datetime, at: datetime) -> bool:
+        """Start purging: only if the image is still removed by the removal read
+        (``removed_at``) and not purged. Already claimed counts (a stopped purge resumes)."""
+        res = self.col.update_one(
+            {
+                "_id": image_id,
+                "status": ImageStatus.REMOVED.value,
+                "purged_at": None,
+                "removal.at": removed_at,
+            },
+            {"$min": {"purge_started_at": at}},
+        )
+        return res.matched_count == 1
+
+    def release_removed_purge(self, image_id: str) -> bool:
+        """Give the claim back (an appeal is open): the bytes stay, an overturn may restore."""
+        res = self.col.update_one(
+            {"_id": image_id, "purged_at": None}, {"$unset": {"purge_started_at": ""}}
+        )
+        return res.modified_count == 1
+
+    def mark_removed_purged(self, image_id: str, at: datetime, retention_s: float) -> bool:
+        """The removed image's bytes are gone: drop the blob ids; the TTL index drops the
+        document after ``retention_s``. Once, and only for a claimed, still removed image."""
+        res = self.col.update_one(
+            {
+                "_id": image_id,
+                "status": ImageStatus.REMOVED.value,
+                "purged_at": None,
+                "purge_started_at": {"$ne": None},
+            },
+            {
+                "$set": {
+                    "purged_at": at,
+                    "purge_reason": "removed_retention",
+                    "blob_id": None,
+                    "thumb_blob_id": None,
+                    "doc_expires_at": at + timedelta(seconds=retention_s),
+                }
+            },
+        )
+        return res.modified_count == 1
+
+    def restore_removed(self, image_id: str, decision: Doc) -> bool:
+        """An overturned removal → cleared (as ``clear`` does), once, and only while no purge
+        of its bytes has started: an image without bytes is never restored."""
+        t = now()
+        res = self.col.update_one(
+            {
+                "_id": image_id,
+                "status": ImageStatus.REMOVED.value,
+                "purged_at": None,
+                "purge_started_at": None,
+            },
+            {
+                "$set": {
+                    "status": ImageStatus.CLEARED.value,
+                    "cleared_at": t,
+                    "purge_check_at": t,
+                    "clearance": {**decision, "at": t, "from": ImageStatus.REMOVED.value},
+                },
+                "$unset": {"hidden_by": "", "links_ended_at": ""},
+                "$inc": {"purge_gen": 1},
+            },
+        )
+        return res.modified_count == 1
+
 
 class BankRepo:
     """Hash banks. A generation counter tells scanners, with one cheap read, that the bank moved."""

@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
 
     # Blocked images are kept in the evidence vault this long, then purged.
     evidence_retention_days: float = 90.0
+    # Images removed by moderation keep their bytes this long after the removal, so an
+    # overturned appeal can restore them; it is also the appeal window. Then review purges them.
+    removed_retention_days: float = 30.0
 
     # Secret used to hash tokens and client addresses. Required outside the local profile.
     secret_salt: SecretStr | None = None

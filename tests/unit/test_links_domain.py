@@ -138,6 +138,23 @@ def test_unknown_token_does_the_same_reads_as_an_ended_link_on_reveal() -> None:
     assert reads.calls == real
 
 
+def test_unknown_token_does_the_same_reads_as_a_live_link_on_reveal() -> None:
+    """Up to the point where the lookup decides (found or not), a live link and an unknown
+    token make the same repository calls in the same order; only then does the live one go on
+    to spend its view."""
+    reads, images, links = world(remaining=2)
+    assert reveal(images, links, "real-token", reads).ticket  # it was live: a view was spent
+    assert links.docs[token_hash(SALT, "real-token")]["remaining"] == 1
+    live = list(reads.calls)
+    reads.calls.clear()
+    with pytest.raises(NotFound):
+        reveal(images, links, "made-up-token", reads)
+    unknown = list(reads.calls)
+    assert unknown == [("links", "get"), ("images", "get")]
+    assert live[: len(unknown)] == unknown
+    assert live[len(unknown) : len(unknown) + 2] == [("tickets", "insert"), ("links", "redeem")]
+
+
 def test_reveal_spends_after_checks_and_issues_a_hashed_ticket() -> None:
     reads, images, links = world(remaining=1)
     ticket = reveal(images, links, "real-token", reads)

@@ -199,6 +199,11 @@ class FakeImages:
         d.pop("hidden_by", None)
         return True
 
+    def restore_removed(self, image_id: str, decision: Doc) -> bool:
+        if self.docs[image_id].get("purge_started_at") or self.docs[image_id].get("purged_at"):
+            return False
+        return self.clear(image_id, "removed", decision)
+
     def take_down(self, image_id: str, removal: Doc) -> bool:
         d = self.docs[image_id]
         if d["status"] not in ("cleared", "review"):
