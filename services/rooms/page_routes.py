@@ -19,7 +19,6 @@ from services.shared.clients import parse_networks
 from services.shared.errors import DomainError
 from services.shared.imageserve import image_response
 from services.shared.pages import Pages
-from services.shared.reports import ReportReason
 from services.shared.repos import now
 
 
@@ -117,7 +116,6 @@ def page_router(settings: RoomsSettings, pages: Pages, ports: Callable[[], Ports
                 slug=slug,
                 ingest_url=settings.ingest_public_url.rstrip("/"),
                 max_text=settings.rooms_max_text,
-                reasons=[r.value for r in ReportReason],
                 expires_at=domain.iso(room.get("expires_at")),
             )
 

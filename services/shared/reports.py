@@ -24,6 +24,18 @@ class ReportReason(StrEnum):
     OTHER = "other"
 
 
+# What a reporter reads for each reason, in the order forms offer them.
+REASON_LABELS: dict[ReportReason, str] = {
+    ReportReason.SEXUAL_CONTENT: "Sexual content",
+    ReportReason.MINOR_SAFETY: "Child safety",
+    ReportReason.NON_CONSENSUAL: "Shared without consent",
+    ReportReason.VIOLENCE: "Violence",
+    ReportReason.HARASSMENT: "Harassment",
+    ReportReason.SPAM: "Spam",
+    ReportReason.OTHER: "Other",
+}
+
+
 MAX_DETAILS = 1000
 _REVIEWABLE = {ImageStatus.CLEARED.value, ImageStatus.REVIEW.value}
 
