@@ -33,10 +33,11 @@ from services.shared.errors import DomainError, NotFound, RateLimited
 from services.shared.http import request_client_key
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
 from services.shared.linkoptions import (
-    EXPIRY_CHOICES_S,
+    EXPIRY_UNITS_S,
     MAX_VIEWS_CHOICES,
     PASSWORD_MAX_LENGTH,
     PER_VIEWER_CHOICES,
+    expiry_menu,
     gallery_categories,
 )
 from services.shared.mongo import BlobStore, Doc
@@ -172,9 +173,13 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 retry_after_s=allowance.retry_after_s,
             )
 
+    expiry_min, expiry_max = settings.min_expires_in_s, settings.max_expires_in_s
     choices: dict[str, Any] = {
         "max_views_choices": MAX_VIEWS_CHOICES,
-        "expiry_choices": EXPIRY_CHOICES_S,
+        # A bad menu stops the service here, at start (ValueError naming the setting).
+        "expiry_choices": expiry_menu(settings.link_expiry_choices_s, expiry_min, expiry_max),
+        "expiry_min": expiry_min,
+        "expiry_max": expiry_max,
         "gallery_categories": gallery_categories(settings.gallery_categories),
     }
     links_url = settings.links_public_url.rstrip("/")
@@ -234,7 +239,11 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
                 "window_s": settings.upload_rate_window_s,
             },
             "link_options": {
-                "expires_in_s": list(EXPIRY_CHOICES_S),
+                "expires_in_s": list(choices["expiry_choices"]),
+                # Any whole number of these units between the two bounds ("Custom…").
+                "min_expires_in_s": expiry_min,
+                "max_expires_in_s": expiry_max,
+                "expiry_units_s": dict(EXPIRY_UNITS_S),
                 "max_views": list(MAX_VIEWS_CHOICES),
                 "max_views_per_viewer": list(PER_VIEWER_CHOICES),
                 "end_of_session": True,

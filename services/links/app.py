@@ -15,7 +15,14 @@ from services.links import creation, metrics, owner
 from services.links.appeal_routes import appeal_router
 from services.links.background import background
 from services.links.gallery_routes import gallery_router
-from services.links.options import LinkRequest, OwnerRequest, form_bool, form_int, resolve
+from services.links.options import (
+    LinkRequest,
+    OwnerRequest,
+    form_bool,
+    form_expiry,
+    form_int,
+    resolve,
+)
 from services.links.ports import Ports, ports_opener
 from services.links.report_routes import report_router
 from services.links.session_routes import session_router
@@ -136,6 +143,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         image_id: Annotated[str, Form(max_length=64)],
         owner_token: Annotated[str, Form(max_length=128)],
         expires_in: Annotated[str | None, Form(max_length=12)] = None,
+        expiry_amount: Annotated[str | None, Form(max_length=12)] = None,
+        expiry_unit: Annotated[str | None, Form(max_length=12)] = None,
         max_views: Annotated[str | None, Form(max_length=12)] = None,
         max_views_per_viewer: Annotated[str | None, Form(max_length=12)] = None,
         end_of_session: Annotated[str | None, Form(max_length=8)] = None,
@@ -147,7 +156,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
             req = LinkRequest(
                 image_id=image_id,
                 owner_token=owner_token,
-                expires_in=form_int(expires_in, "expires_in") or settings.default_expires_in_s,
+                expires_in=form_expiry(expires_in, expiry_amount, expiry_unit)
+                or settings.default_expires_in_s,
                 max_views=form_int(max_views, "max_views") or settings.default_max_views,
                 max_views_per_viewer=form_int(max_views_per_viewer, "max_views_per_viewer"),
                 end_of_session=form_bool(end_of_session),
@@ -165,6 +175,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 retry=retry,
                 fields={
                     "expires_in": expires_in,
+                    "expiry_amount": expiry_amount,
+                    "expiry_unit": expiry_unit,
                     "max_views": max_views,
                     "max_views_per_viewer": max_views_per_viewer,
                     "end_of_session": end_of_session,

@@ -4,6 +4,7 @@ caps in settings and turned into the plain LinkOptions the domain stores."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,8 +14,9 @@ from services.links.creation import LinkOptions
 from services.links.passwords import hash_password, validate_new
 from services.links.settings import LinksSettings
 from services.shared.errors import DomainError
-from services.shared.linkoptions import gallery_categories
+from services.shared.linkoptions import EXPIRY_UNITS_S, duration_text, gallery_categories
 
+_WHOLE = re.compile(r"[0-9]{1,9}")
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Secret = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -84,13 +86,15 @@ def resolve(req: LinkRequest, settings: LinksSettings, at: datetime) -> LinkOpti
     expires_in = expiry_seconds(req, settings, at)
     if expires_in < settings.min_expires_in_s:
         raise _refuse(
-            "The expiry is shorter than allowed.",
+            "The expiry is too short: a link must last at least "
+            f"{duration_text(settings.min_expires_in_s)}.",
             "expires_in_too_short",
             limit=settings.min_expires_in_s,
         )
     if expires_in > settings.max_expires_in_s:
         raise _refuse(
-            "The expiry is longer than allowed.",
+            "The expiry is too long: a link can last at most "
+            f"{duration_text(settings.max_expires_in_s)}.",
             "expires_in_too_long",
             limit=settings.max_expires_in_s,
         )
@@ -131,6 +135,30 @@ def form_int(value: str | None, name: str) -> int | None:
     if number < 1:
         raise _refuse(f"{name} must be at least 1.", "invalid_option", field=name)
     return number
+
+
+def form_expiry(choice: str | None, amount: str | None, unit: str | None) -> int | None:
+    """The expiry a form chose, in seconds: a menu value, or "custom" with a whole number of
+    minutes, hours or days (the upload page's plain form; with JavaScript the page sends the
+    seconds itself). The caps are checked later, as for the API (resolve)."""
+    if (choice or "").strip().lower() != "custom":
+        return form_int(choice, "expires_in")
+    text = (amount or "").strip()
+    if not _WHOLE.fullmatch(text) or int(text) < 1:
+        raise _refuse(
+            "Enter the custom expiry as a whole number of minutes, hours or days.",
+            "invalid_option",
+            field="expiry_amount",
+        )
+    size = EXPIRY_UNITS_S.get((unit or "").strip().lower())
+    if size is None:
+        raise _refuse(
+            "Choose minutes, hours or days for the custom expiry.",
+            "invalid_option",
+            field="expiry_unit",
+            units=list(EXPIRY_UNITS_S),
+        )
+    return int(text) * size
 
 
 def form_bool(value: str | None) -> bool:

@@ -8,8 +8,6 @@ from services.shared.settings import HttpServiceSettings
 class LinksSettings(HttpServiceSettings):
     port: int = 8002
     default_expires_in_s: int = 3600
-    max_expires_in_s: int = 7 * 24 * 3600
-    min_expires_in_s: int = 60
     default_max_views: int = 1
     max_max_views: int = 1000
     # Reports per client (salted address hash) per window.

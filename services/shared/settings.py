@@ -85,5 +85,11 @@ class HttpServiceSettings(CommonSettings):
     # Categories of the public gallery, comma-separated (links lists them; the upload page
     # offers them). Empty: no gallery choice is offered and no link can be made public.
     gallery_categories: str = "nature,memes,wallpapers,photography"
+    # The expiry menu of the upload page, seconds, comma-separated (sorted, repeats dropped;
+    # "Custom…" is offered beside it). Each within the bounds below, checked at start.
+    link_expiry_choices_s: str = "600,3600,86400,604800"
+    # Shortest and longest link expiry: links enforces them, the upload page checks them first.
+    min_expires_in_s: int = 60
+    max_expires_in_s: int = 7 * 24 * 3600
     # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: str = ""

@@ -360,8 +360,29 @@
       showError(problem);
       return;
     }
+    // A link option the page can already tell is wrong (a custom expiry out of bounds): say so
+    // before a byte is sent. The form has noValidate, so ask each control ourselves.
+    var invalid = options.querySelector("input:invalid, select:invalid");
+    if (invalid) {
+      invalid.checkValidity(); // fires "invalid": the option shows its own message too
+      showError(invalid.validationMessage);
+      optionError = true;
+      invalid.focus();
+      return;
+    }
     upload(chosen);
   });
+
+  // Once the option that was wrong is put right, its message above the button goes too.
+  var optionError = false;
+  var recheck = function () {
+    if (optionError && !options.querySelector("input:invalid, select:invalid")) {
+      optionError = false;
+      clearError();
+    }
+  };
+  options.addEventListener("input", recheck);
+  options.addEventListener("change", recheck);
 
   cancelBtn.addEventListener("click", function () {
     if (xhr) { xhr.abort(); }
