@@ -29,7 +29,7 @@ from services.ingest.slots import Slots
 from services.ingest.uploads import Accepted, accept_upload, relay_pending
 from services.shared import tracing
 from services.shared.clients import parse_networks
-from services.shared.errors import DomainError, NotFound, RateLimited
+from services.shared.errors import DomainError, NotFound, RateLimited, try_again_in
 from services.shared.http import request_client_key
 from services.shared.kafka import KafkaPublisher, Publisher, ensure_topics_best_effort
 from services.shared.linkoptions import (
@@ -169,7 +169,7 @@ def create_app(settings: IngestSettings, ports: Ports | None = None) -> FastAPI:
         allowance = limiter.hit(request_client_key(request, settings.salt(), proxies, "upload"))
         if not allowance.allowed:
             raise RateLimited(
-                "Too many uploads from your connection. Try again later.",
+                "Too many uploads from your connection. " + try_again_in(allowance.retry_after_s),
                 retry_after_s=allowance.retry_after_s,
             )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -39,6 +40,15 @@ class IntakeError(DomainError):
 
     status = 422
     code = "corrupt_image"
+
+
+def try_again_in(seconds: float) -> str:
+    """The sentence a refused person reads about the wait: "Try again in 10 minutes."."""
+    s = max(1, math.ceil(seconds))
+    if s < 60:
+        return f"Try again in {s} second{'' if s == 1 else 's'}."
+    m = math.ceil(s / 60)
+    return f"Try again in {m} minute{'' if m == 1 else 's'}."
 
 
 class RateLimited(DomainError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import httpx
 from fastapi.testclient import TestClient
@@ -55,7 +56,10 @@ def test_rate_limit_answers_429_with_retry_after_and_stores_no_address(live: Liv
         accepted = {a.json()["image_id"].encode() for a in answers[:2]}
         refused = client.post("/api/v1/images", files={"file": ("a.png", small_png())})
         assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
-        assert 0 < int(refused.headers["retry-after"]) <= 600
+        wait = int(refused.headers["retry-after"])
+        assert 0 < wait <= 600
+        # The sentence says how long, as the header does (the page shows the sentence).
+        assert re.search(r"Try again in \d+ (second|minute)s?\.$", refused.json()["message"])
         form = client.post("/upload", files={"file": ("a.png", small_png())})
         assert form.status_code == 429 and "retry-after" in form.headers
     # Refused uploads store and publish nothing. (The stack's own ingest relay shares the

@@ -44,3 +44,12 @@ def test_tokens_are_long_random_and_stored_hashed() -> None:
     assert t not in h and len(h) == 64
     assert same_hash(h, token_hash(b"salt", t))
     assert not same_hash(h, token_hash(b"other-salt", t))
+
+
+def test_try_again_in_says_the_wait_in_words() -> None:
+    from services.shared.errors import try_again_in
+
+    assert try_again_in(0.2) == "Try again in 1 second."
+    assert try_again_in(45) == "Try again in 45 seconds."
+    assert try_again_in(60) == "Try again in 1 minute."
+    assert try_again_in(565) == "Try again in 10 minutes."
