@@ -3,6 +3,7 @@ share_routes, the end-of-session heartbeat in session_routes, reports in report_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -28,22 +29,47 @@ from services.links.report_routes import report_router
 from services.links.session_routes import session_router
 from services.links.settings import LinksSettings
 from services.links.share_routes import share_router
-from services.shared.errors import DomainError, NotFound
+from services.shared.errors import DomainError
 from services.shared.jobrepo import JobRepo
 from services.shared.linkrepo import LinkRepo
 from services.shared.pages import Pages
 from services.shared.ratelimit import RateLimiter
 from services.shared.repos import ImageRepo, ReportRepo, now
 from services.shared.service import Service, create_service_app
+from services.shared.tokens import new_token
 
 
 def bearer(authorization: str | None) -> str:
+    """The owner key of an owner action. None sent (no header, another scheme, an empty key):
+    401 ``owner_key_missing`` with a Bearer challenge. A key that is sent but wrong (however
+    long) gets the action's own 404, the same as for an unknown id: no oracle."""
     scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip() or len(value) > 256:
-        raise NotFound(
-            "Send the owner key as 'Authorization: Bearer <key>'.", code="owner_key_missing"
+    if scheme.lower() != "bearer" or not value.strip():
+        missing = DomainError(
+            "Send the owner key as 'Authorization: Bearer <key>'.",
+            code="owner_key_missing",
+            status=401,
         )
+        missing.headers = {"WWW-Authenticate": 'Bearer realm="chatpic-owner"'}
+        raise missing
     return value.strip()
+
+
+_REQUEST_KEY = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def request_key(value: str | None) -> str | None:
+    """A creation request's one-time key (the form's hidden ``idempotency_key``, the API's
+    ``Idempotency-Key`` header): 8 to 128 letters, digits or ``._:-``; none given is None."""
+    if value is None or not value.strip():
+        return None
+    key = value.strip()
+    if not _REQUEST_KEY.fullmatch(key):
+        raise DomainError(
+            "The Idempotency-Key must be 8 to 128 letters, digits or ._:- characters.",
+            code="invalid_idempotency_key",
+        )
+    return key
 
 
 def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
@@ -59,7 +85,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         background=None if ports is not None else background(settings),
     )
 
-    def new_link(req: LinkRequest) -> creation.CreatedLink:
+    def new_link(req: LinkRequest, key: str | None = None) -> creation.CreatedLink:
         p = service.ports
         try:
             created = creation.create_link(
@@ -71,6 +97,7 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 options=resolve(req, settings, now()),
                 session_grace_s=settings.session_grace_s,
                 record_retention_s=settings.link_record_retention_s,
+                request_key=key,
             )
         except DomainError as exc:
             metrics.LINK_REFUSED.labels(exc.code).inc()
@@ -134,8 +161,20 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         }
 
     @app.post("/api/v1/links", status_code=201)
-    async def create(req: LinkRequest) -> dict[str, Any]:
-        created = await run_in_threadpool(new_link, req)
+    async def create(
+        req: LinkRequest,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=256,
+                description="Optional one-time key: a repeat of this request with the same "
+                "key (and image) makes no second link and answers 409 already_created with "
+                "the first link's link_id.",
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        key = request_key(idempotency_key)
+        created = await run_in_threadpool(new_link, req, key)
         return describe_created(created)
 
     @app.post("/links/new", response_class=HTMLResponse, include_in_schema=False)
@@ -148,11 +187,25 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
         max_views: Annotated[str | None, Form(max_length=12)] = None,
         max_views_per_viewer: Annotated[str | None, Form(max_length=12)] = None,
         end_of_session: Annotated[str | None, Form(max_length=8)] = None,
-        password: Annotated[str | None, Form(max_length=1024)] = None,
+        # No cap here: an over-long password gets password_too_long (with the limit).
+        password: Annotated[str | None, Form()] = None,
         gallery_category: Annotated[str | None, Form(max_length=64)] = None,
+        idempotency_key: Annotated[str | None, Form(max_length=256)] = None,
     ) -> Response:
         form = {"image_id": image_id, "owner_token": owner_token}
+        fields = {
+            "expires_in": expires_in,
+            "expiry_amount": expiry_amount,
+            "expiry_unit": expiry_unit,
+            "max_views": max_views,
+            "max_views_per_viewer": max_views_per_viewer,
+            "end_of_session": end_of_session,
+            # carried so "Try again" keeps the password (the uploader's own page)
+            "password": password,
+            "gallery_category": gallery_category,
+        }
         try:
+            key = request_key(idempotency_key)
             req = LinkRequest(
                 image_id=image_id,
                 owner_token=owner_token,
@@ -164,7 +217,19 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 password=password or None,
                 gallery_category=gallery_category or None,
             )
-            created = await run_in_threadpool(new_link, req)
+            created = await run_in_threadpool(new_link, req, key)
+        except creation.AlreadyCreated as exc:
+            # A reload of "Your link is ready" (or a second click): the first link stands,
+            # and its owner controls stay reachable. "Make another" posts a fresh key.
+            return pages.render(
+                "already_created.html",
+                exc.status,
+                error=exc,
+                link_id=exc.data["link_id"],
+                req=form,
+                fields=fields,
+                fresh_key=new_token(),
+            )
         except DomainError as exc:
             retry = exc.code == "not_scanned_yet"
             return pages.render(
@@ -173,17 +238,8 @@ def create_app(settings: LinksSettings, ports: Ports | None = None) -> FastAPI:
                 error=exc,
                 req=form,
                 retry=retry,
-                fields={
-                    "expires_in": expires_in,
-                    "expiry_amount": expiry_amount,
-                    "expiry_unit": expiry_unit,
-                    "max_views": max_views,
-                    "max_views_per_viewer": max_views_per_viewer,
-                    "end_of_session": end_of_session,
-                    # carried so "Try again" keeps the password (the uploader's own page)
-                    "password": password,
-                    "gallery_category": gallery_category,
-                },
+                # "Try again" keeps the key: no link was made with it yet
+                fields={**fields, "idempotency_key": idempotency_key},
             )
         return pages.render(
             "created.html",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from services.shared.errors import Conflict, DomainError, Forbidden, NotFound
+from services.shared.errors import Conflict, DomainError, Forbidden, Gone, NotFound
 from services.shared.linkrepo import LinkRepo
 from services.shared.mongo import Doc
 from services.shared.repos import ImageRepo, now
@@ -53,6 +53,49 @@ _NOT_READY = {
 }
 
 
+_OWNER_ENDED = (ImageStatus.DELETED.value, ImageStatus.EXPIRED.value)
+
+
+class AlreadyCreated(Conflict):
+    """This creation request (the same one-time form key or Idempotency-Key) already made a
+    link: a reload or a retry never makes a second one. Carries the first link's id (the
+    token is not stored, so it cannot be shown again)."""
+
+    code = "already_created"
+
+
+def request_hash(salt: bytes, image_id: str, request_key: str) -> str:
+    """The keyed hash a creation request is remembered by (per image; the key is never
+    stored as sent)."""
+    return token_hash(salt, f"link-request|{image_id}|{request_key}")
+
+
+def unavailable(status: str) -> DomainError:
+    """Why no link can be made for an owned image that is not cleared: still being checked or
+    held (409), deleted or expired (410 ``image_gone``), taken down (451 ``removed``, as the
+    share side says), anything else (blocked…) 403."""
+    if status in _NOT_READY:
+        code, message = _NOT_READY[status]
+        return Conflict(message, code=code, image_status=status)
+    if status in _OWNER_ENDED:
+        return Gone(
+            "This photo has been deleted or has expired: upload it again to share it.",
+            code="image_gone",
+            image_status=status,
+        )
+    if status == ImageStatus.REMOVED.value:
+        return DomainError("This photo is no longer available.", code="removed", status=451)
+    return Forbidden("This photo cannot be shared.", code="image_not_available")
+
+
+def _already_created(link: Doc) -> AlreadyCreated:
+    return AlreadyCreated(
+        "This link was already made: reloading or sending the form again does not make "
+        "another. Use the link you were shown, or turn it off with your owner key.",
+        link_id=str(link["link_id"]),
+    )
+
+
 def owned_image(images: ImageRepo, salt: bytes, image_id: str, owner_token: str) -> Doc:
     """The image, if ``owner_token`` is its owner's (constant-time comparison of keyed hashes)."""
     doc = images.get_owned(image_id, token_hash(salt, owner_token))
@@ -71,14 +114,19 @@ def create_link(
     options: LinkOptions,
     session_grace_s: int,
     record_retention_s: int,
+    request_key: str | None = None,
 ) -> CreatedLink:
+    """``request_key``: the creation request's one-time key; a second request with the same
+    key (and image) is refused with AlreadyCreated (409), however the first one went."""
     doc = owned_image(images, salt, image_id, owner_token)
+    request = request_hash(salt, image_id, request_key) if request_key else None
+    if request is not None:
+        earlier = links.by_request(request)
+        if earlier is not None:
+            raise _already_created(earlier)
     status = str(doc.get("status"))
     if not may_serve(status):
-        if status in _NOT_READY:
-            code, message = _NOT_READY[status]
-            raise Conflict(message, code=code, image_status=status)
-        raise Forbidden("This photo cannot be shared.", code="image_not_available")
+        raise unavailable(status)
     t = now()
     expires_at = t + timedelta(seconds=options.expires_in_s)
     alive_until = expires_at
@@ -115,16 +163,24 @@ def create_link(
     }
     if gallery is not None:
         record["gallery"] = asdict(gallery)
+    if request is not None:
+        record["request_hash"] = request
     try:
-        links.insert(record)
+        stored = links.insert(record)
     except Exception:
         if gallery is not None:
             links.release_gallery(image_id, link_id)
         raise
+    if not stored:  # the same request, posted twice at once: the other post made the link
+        if gallery is not None:
+            links.release_gallery(image_id, link_id)
+        earlier = links.by_request(request) if request is not None else None
+        raise _already_created(earlier or record)
     if not images.note_link(image_id, alive_until):
         # The image stopped being cleared (or was swept) while the link was being made.
         links.revoke(created.link_id, image_id, "revoked")
-        raise Forbidden("This photo cannot be shared.", code="image_not_available")
+        now_doc = images.get(image_id)
+        raise unavailable(str(now_doc.get("status")) if now_doc else ImageStatus.EXPIRED.value)
     return created
 
 

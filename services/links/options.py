@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt
 
 from services.links.creation import LinkOptions
 from services.links.passwords import hash_password, validate_new
@@ -17,8 +17,20 @@ from services.shared.errors import DomainError
 from services.shared.linkoptions import EXPIRY_UNITS_S, duration_text, gallery_categories
 
 _WHOLE = re.compile(r"[0-9]{1,9}")
-Id = Annotated[str, Field(min_length=1, max_length=64)]
-Secret = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def _utf8(value: str) -> str:
+    """Ids and keys are hashed or looked up as UTF-8: a lone surrogate (JSON ``"\\ud800"``)
+    is a 422 for that field, never a 500 from the hash or the database driver."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text") from None
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_utf8)]
+Secret = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_utf8)]
 
 
 class LinkRequest(BaseModel):
@@ -29,7 +41,11 @@ class LinkRequest(BaseModel):
     max_views: StrictInt | None = Field(default=None, ge=1, description="1 = burn after reading.")
     max_views_per_viewer: StrictInt | None = Field(default=None, ge=1)
     end_of_session: StrictBool = False
-    password: str | None = Field(default=None, max_length=1024)
+    password: str | None = Field(
+        default=None,
+        description="Optional; at most password_max_length (128) characters, else 400 "
+        "password_too_long with the limit.",
+    )
     gallery_category: str | None = Field(
         default=None,
         max_length=64,

@@ -8,17 +8,24 @@ from dataclasses import dataclass
 from services.links.visitors import Viewer
 from services.shared.errors import DomainError, Forbidden, RateLimited
 from services.shared.mongo import Doc
+from services.shared.passwords import InvalidPassword as InvalidPassword  # re-exported
 from services.shared.passwords import hash_password as hash_password  # re-exported
-from services.shared.passwords import verify_password
+from services.shared.passwords import password_bytes, verify_password
 from services.shared.ratelimit import RateLimiter
 
 
 def validate_new(password: str | None, max_length: int) -> str | None:
-    """A password to set, or None for no password. Blank means none."""
+    """A password to set, or None for no password. Blank means none. Too long: 400
+    ``password_too_long`` with the limit; not hashable text: 400 ``invalid_password``."""
     if password is None or password == "":
         return None
     if len(password) > max_length:
-        raise DomainError("The password is too long.", code="password_too_long", limit=max_length)
+        raise DomainError(
+            f"The password is too long: at most {max_length} characters.",
+            code="password_too_long",
+            limit=max_length,
+        )
+    password_bytes(password)
     return password
 
 
@@ -43,6 +50,7 @@ class PasswordCheck:
         password = viewer.password
         if not password:
             raise PasswordRequired("This link needs a password.")
+        password_bytes(password)  # 400 before any guess is counted: it can match nothing
         key = f"{link['link_id']}:{viewer.key}"
         if self.limiter is not None:  # only wrong guesses count; the right password never
             allowance = self.limiter.peek(key)

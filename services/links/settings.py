@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.shared.linkoptions import PASSWORD_MAX_LENGTH
 from services.shared.settings import HttpServiceSettings
 
 
@@ -26,7 +27,9 @@ class LinksSettings(HttpServiceSettings):
     # Password guesses per client per link per window; a wrong password never costs a view.
     password_attempts: int = 10
     password_window_s: int = 900
-    password_max_length: int = 128
+    # The longest link password (creation refuses longer: password_too_long); the share page's
+    # password field takes no more. The upload page's menu uses the same constant.
+    password_max_length: int = PASSWORD_MAX_LENGTH
     # Ended links and their viewer counters are kept this long (so they answer 410, not 404).
     link_record_retention_s: int = 7 * 24 * 3600
     # Cleared images that got no link within this long are deleted, bytes and all.

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from services.links import domain, metrics
+from services.links.passwords import InvalidPassword
 from services.links.ports import Ports
 from services.links.settings import LinksSettings
 from services.links.visitors import Viewer, is_automated
@@ -28,6 +29,8 @@ from services.shared.pages import Pages
 # the recipient something to report).
 REPORTABLE = ("used_up", "expired", "revoked", "removed", "session_ended", "viewer_used_up")
 MAX_FORM_BYTES = 4096
+# Refusals a browser's reveal answers with the share page again (its form and the sentence).
+_ASK_AGAIN = ("password_required", "wrong_password", "invalid_password", "rate_limited")
 
 
 class Automated(Forbidden):
@@ -57,7 +60,11 @@ async def _password_from(request: Request) -> str | None:
     else:
         form = await request.form()
         password = form.get("password")
-    return password if isinstance(password, str) and password else None
+    if password is None:
+        return None
+    if not isinstance(password, str):  # {"password": 123}, {"password": {...}}, a file part
+        raise InvalidPassword("The password must be text.")
+    return password or None
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
     router = APIRouter()
     salt = settings.salt()
     proxies = parse_networks(settings.trusted_proxies.split(","))
+    password_max = settings.password_max_length  # the share page's input takes no more
 
     def gone_page(exc: DomainError, target: Target | None = None) -> Response:
         reportable = target if target is not None and exc.code in REPORTABLE else None
@@ -110,7 +118,7 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
             view = await describe(target)
         except DomainError as exc:
             return gone_page(exc, target)
-        return pages.render("share.html", view=view, target=target)
+        return pages.render("share.html", view=view, target=target, password_max=password_max)
 
     async def reveal(target: Target, request: Request) -> Response:
         p = ports()
@@ -139,7 +147,7 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
             metrics.REVEALS.labels(exc.code).inc()
             if not html:
                 raise
-            if exc.code in ("password_required", "wrong_password", "rate_limited"):
+            if exc.code in _ASK_AGAIN:
                 return await _share_again(target, exc)
             return gone_page(exc, target)
         metrics.REVEALS.labels("granted").inc()
@@ -161,7 +169,13 @@ def share_router(settings: LinksSettings, pages: Pages, ports: Callable[[], Port
         except DomainError as gone:
             return gone_page(gone, target)
         return pages.render(
-            "share.html", exc.status, exc.headers, view=view, target=target, error=exc
+            "share.html",
+            exc.status,
+            exc.headers,
+            view=view,
+            target=target,
+            error=exc,
+            password_max=password_max,
         )
 
     @router.api_route(

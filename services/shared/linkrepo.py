@@ -40,6 +40,13 @@ class LinkRepo:
         self.col.create_index([("gallery.public_id", ASCENDING)])
         self.col.create_index([("gallery.category", ASCENDING), ("gallery.listed_at", DESCENDING)])
         self.col.create_index([("gallery.listed_at", DESCENDING)])
+        # One link per creation request (the form's one-time key, the API's Idempotency-Key),
+        # kept as a keyed hash on the link itself: it goes when the link's record is purged.
+        self.col.create_index(
+            [("request_hash", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"request_hash": {"$type": "string"}},
+        )
 
     def claim_gallery(self, image_id: str, link_id: str, purge_at: datetime) -> bool:
         """The image's one gallery entry, for ``link_id``; False if the image already had one
@@ -65,8 +72,22 @@ class LinkRepo:
         order = [("gallery.listed_at", DESCENDING), ("gallery.public_id", DESCENDING)]
         return list(self.col.find(query).sort(order).limit(limit))
 
-    def insert(self, doc: Doc) -> None:
-        self.col.insert_one({**doc, "views": 0, "remaining": doc["max_views"], "created_at": now()})
+    def insert(self, doc: Doc) -> bool:
+        """Store a new link. False (nothing stored) if its ``request_hash`` already made a link:
+        the unique index decides a race between two posts of the same form."""
+        try:
+            self.col.insert_one(
+                {**doc, "views": 0, "remaining": doc["max_views"], "created_at": now()}
+            )
+        except DuplicateKeyError:
+            if doc.get("request_hash") and self.by_request(str(doc["request_hash"])) is not None:
+                return False
+            raise
+        return True
+
+    def by_request(self, request_hash: str) -> Doc | None:
+        """The link a creation request (its keyed hash) already made, if any."""
+        return self.col.find_one({"request_hash": request_hash})
 
     def get(self, token_hash: str) -> Doc | None:
         return self.col.find_one({"_id": token_hash})

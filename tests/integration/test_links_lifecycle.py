@@ -176,7 +176,8 @@ def test_owner_lists_and_revokes_links(live: Live, image: tuple[str, str]) -> No
     # A wrong owner key can neither list nor revoke, and learns nothing from the answer.
     bad = {"authorization": "Bearer not-the-owner"}
     assert live.links.delete(f"/api/v1/links/{keep['link_id']}", headers=bad).status_code == 404
-    assert live.links.delete(f"/api/v1/links/{keep['link_id']}").status_code == 404
+    # No key at all is a 401 (with a Bearer challenge); a wrong one stays 404: no oracle.
+    assert live.links.delete(f"/api/v1/links/{keep['link_id']}").status_code == 401
     wrong = live.links.post(
         "/api/v1/owner/links", json={"image_id": image_id, "owner_token": "not-the-owner"}
     )
@@ -195,7 +196,9 @@ def test_owner_lists_and_revokes_links(live: Live, image: tuple[str, str]) -> No
 def test_delete_everywhere_kills_every_link_and_the_bytes(live: Live, delete_path: str) -> None:
     image_id, owner_token = image = cleared_image(live)
     url = delete_path.format(image_id)
-    assert live.links.delete(url).json()["code"] == "owner_key_missing"
+    missing = live.links.delete(url)
+    assert missing.status_code == 401 and missing.json()["code"] == "owner_key_missing"
+    assert missing.headers["www-authenticate"].startswith("Bearer")
     bad = {"authorization": "Bearer not-the-owner"}
     assert live.links.delete(url, headers=bad).status_code == 404
     doc = live.db.images.find_one({"_id": image_id})
@@ -221,7 +224,7 @@ def test_delete_everywhere_kills_every_link_and_the_bytes(live: Live, delete_pat
     again = live.links.post(
         "/api/v1/links", json={"image_id": image_id, "owner_token": owner_token}
     )
-    assert again.status_code == 403
+    assert again.status_code == 410 and again.json()["code"] == "image_gone"
 
 
 def test_takedown_answers_451_and_ends_every_link(live: Live) -> None:
