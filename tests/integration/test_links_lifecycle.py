@@ -45,7 +45,11 @@ def blob_exists(live: Live, blob_id: str) -> bool:
 
 @pytest.fixture(scope="module")
 def image(live: Live) -> tuple[str, str]:
-    return cleared_image(live)
+    img = cleared_image(live)
+    # An anchor link that outlives the module: the tests here end their own links (sessions
+    # lapse, links are revoked), and once an image's last link ends the sweeper deletes it.
+    make_link(live, img, max_views=1000)
+    return img
 
 
 def test_time_expiry_spends_nothing_and_deletes_the_bytes(live: Live) -> None:
