@@ -21,9 +21,19 @@ from services.shared.reports import MAX_DETAILS, ReportReason
 
 
 class CreateRoom(BaseModel):
-    name: str = Field(max_length=200)
+    # Checked by the domain, so a bad name or lifetime gets its own code (422 name_invalid,
+    # lifetime_invalid) rather than the generic invalid_request.
+    name: Any = Field(
+        default=None,
+        description="1 to 60 ordinary characters",
+        json_schema_extra={"type": "string"},
+    )
     public: bool = False
-    lifetime_s: int
+    lifetime_s: Any = Field(
+        default=None,
+        description="seconds, within the service's caps",
+        json_schema_extra={"type": "integer"},
+    )
 
 
 class KickRequest(BaseModel):

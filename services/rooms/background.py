@@ -53,10 +53,13 @@ def apply_moderated(hub: Hub, event: RoomModerated, clients: Iterable[str] = ())
 
 def mute_member_clients(p: Ports, room_id: str, nickname: str) -> list[str]:
     """Record the client behind a muted nickname (its ``room_members`` doc) in the room doc's
-    ``muted_clients``; returns it. (Each process also mutes the clients of its own
-    connections under the nickname when the muted frame is applied.)"""
+    ``muted_clients`` (nicknames joining from it later are muted too); returns it. Not the
+    owner's: the owner is never muted, nor are others for sharing the owner's address. (Each
+    process also records the clients of its own connections under the nickname when the
+    muted frame is applied.)"""
     member = p.members.get(room_id, domain.nick_key(nickname))
-    clients = [str(member["client"])] if member and member.get("client") else []
+    ok = member is not None and member.get("client") and not member.get("owner")
+    clients = [str(member["client"])] if member is not None and ok else []
     if clients:
         roommod.mute_clients(p.db, room_id, clients)
     return clients
@@ -75,7 +78,9 @@ def sync_muted_clients(p: Ports, docs: list[Doc]) -> None:
     for member in p.members.by_ids(wanted):
         doc = by_room.get(str(member.get("room_id")))
         client = str(member.get("client") or "")
-        if doc is None or not client or client in (doc.get("muted_clients") or []):
+        if doc is None or not client or member.get("owner"):
+            continue
+        if client in (doc.get("muted_clients") or []):
             continue
         roommod.mute_clients(p.db, str(doc["_id"]), [client])
         doc["muted_clients"] = [*(doc.get("muted_clients") or []), client]

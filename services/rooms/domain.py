@@ -44,7 +44,8 @@ class Costs:
 
 
 class FrameError(DomainError):
-    """A refusal sent back as an error frame; ``fatal`` ones close the socket."""
+    """A refusal sent back as an error frame; ``fatal`` ones close the socket (before a join
+    too: the others leave it open for another try, up to the socket's error budget)."""
 
     def __init__(
         self, message: str, *, code: str, fatal: bool = False, retry_after: int | None = None
@@ -96,6 +97,11 @@ def _has_control(text: str, allow_newlines: bool = False) -> bool:
     return False
 
 
+def invalid_text(field: str) -> DomainError:
+    """Bytes that are not UTF-8 (or a lone surrogate): refused, never stored as U+FFFD."""
+    return DomainError(f"The {field} is not valid UTF-8 text.", code="invalid_text", status=400)
+
+
 def room_name(raw: Any) -> str:
     name = raw.strip() if isinstance(raw, str) else ""
     if not 1 <= len(name) <= NAME_MAX or _has_control(name):
@@ -125,7 +131,6 @@ def nickname(raw: Any) -> str:
         raise FrameError(
             f"Choose a nickname of 1 to {NICK_MAX} letters, digits, spaces, _ - . or '.",
             code="nickname_invalid",
-            fatal=True,
         )
     return nick
 
@@ -138,15 +143,20 @@ def tripcode(salt: bytes, secret: Any) -> str | None:
         raise FrameError(
             f"The secret must be text of at most {SECRET_MAX} characters.",
             code="secret_invalid",
-            fatal=True,
         )
     digest = hmac.new(salt, b"tripcode|" + secret.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode()[:TRIPCODE_CHARS]
 
 
 def message_text(raw: Any, max_chars: int) -> str:
-    if raw is not None and not encodable(raw):
+    if raw is not None and not isinstance(raw, str):
         raise FrameError("A message's text must be a string.", code="malformed_frame")
+    if raw is not None and not encodable(raw):
+        raise FrameError(
+            "This message is not valid Unicode text: it holds a lone surrogate"
+            " (an unpaired \\ud800-\\udfff escape).",
+            code="invalid_text",
+        )
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
         raise FrameError("Write something first.", code="message_empty")

@@ -6,11 +6,14 @@ its queue fills) and never waits for the broker: frames for other processes go t
 own thread. Control frames (kicked, closed, muted) also act on the local connections they
 name, whichever process they came from.
 
-Fields whose name starts with ``_`` are internal (the relay target, the salted client key of
-a kicked or muted member): processes read them, sockets never get them. A kick ends every
-connection of the member's client; a mute refuses posts from every connection of the muted
-member's client, under any nickname. Each room view remembers the message ids it removed, so
-a removal reaches each socket once however many paths (event, relay, refresh) bring it."""
+Fields whose name starts with ``_`` are internal (the relay target, the salted client keys of
+a muted member): processes read them, sockets never get them. A kick ends the connections of
+the kicked member (its nickname), never the owner's, so people behind one address are not
+kicked together. A mute refuses posts under the muted nickname, and under any nickname that
+joins later from the muted member's client (no way around it by renaming); other members
+already there from that address keep talking, and the owner's connections are never muted.
+Each room view remembers the message ids it removed, so a removal reaches each socket once
+however many paths (event, relay, refresh) bring it."""
 
 from __future__ import annotations
 
@@ -31,7 +34,6 @@ from services.shared.roommod import nick_key
 log = logging.getLogger(__name__)
 
 TARGET = "_to"  # internal field of a relayed frame: deliver to this nickname key only
-CLIENT = "_client"  # internal field of a kicked frame: the member's salted client key
 CLIENTS = "_clients"  # internal field of a muted frame: the muted member's client keys
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
@@ -50,6 +52,8 @@ class Conn:
     tripcode: str | None
     client: str
     queue: asyncio.Queue[Item]
+    owner: bool = False  # joined proving the room's owner key: never kicked nor muted
+    client_muted: bool = False  # joined from a muted member's client: muted under any nickname
     ending: bool = False
     final: dict[str, Any] | None = None  # sent just before the server closes the socket
     writer: asyncio.Task[None] | None = None
@@ -99,11 +103,10 @@ class Conn:
 class RoomView:
     """What this process caches of a room doc between refreshes (mutes, end, removals).
 
-    The socket refuses posts when ``conn.key in view.muted`` or ``conn.client in
-    view.muted_clients``. ``muted`` holds the muted nickname keys plus the keys of this
-    process's connections whose client is muted; the hub keeps it in step with
-    ``muted_nicks`` and ``muted_clients`` (the salted client keys of muted members, so a new
-    nickname does not lift a mute)."""
+    The socket refuses posts when ``Hub.is_muted(conn)``. ``muted`` holds the muted nickname
+    keys plus the keys of this process's connections that joined from a muted client; the hub
+    keeps it in step with ``muted_nicks`` and ``muted_clients`` (the salted client keys of
+    muted members: a nickname joining from one of them later is muted too)."""
 
     slug: str
     expires_at: Any
@@ -150,6 +153,8 @@ class Hub:
         if kept is not view:  # the joiner read the room doc just now: mutes only grow
             kept.muted_nicks |= view.muted_nicks
             kept.muted_clients |= view.muted_clients
+        # Joining after a mute of its client: muted under this (new) nickname too.
+        conn.client_muted = not conn.owner and conn.client in kept.muted_clients
         self._remute(conn.room_id)
         conn.writer = asyncio.create_task(conn.write())
         self._gauges()
@@ -188,12 +193,19 @@ class Hub:
         if view is None:
             return
         members = self.rooms.get(room_id, {})
-        by_client = {c.key for c in members.values() if c.client in view.muted_clients}
-        view.muted = view.muted_nicks | by_client
+        view.muted = view.muted_nicks | {c.key for c in members.values() if c.client_muted}
+
+    def is_muted(self, conn: Conn) -> bool:
+        """May not post: its nickname is muted, or it joined from a muted client. Never the
+        owner's connections."""
+        view = self.views.get(conn.room_id)
+        if view is None or conn.owner:
+            return False
+        return conn.client_muted or conn.key in view.muted_nicks
 
     def set_mutes(self, room_id: str, nicks: set[str], clients: set[str]) -> None:
         """The room doc's mutes (refresh), plus the clients of local connections under a
-        muted nickname."""
+        muted nickname (for later joins from them: members already here are not muted)."""
         view = self.views.get(room_id)
         if view is None:
             return
@@ -204,7 +216,7 @@ class Hub:
 
     def _clients_of(self, room_id: str, keys: set[str]) -> set[str]:
         members = self.rooms.get(room_id, {})
-        return {c.client for k, c in members.items() if k in keys and c.client}
+        return {c.client for k, c in members.items() if k in keys and c.client and not c.owner}
 
     # -- delivery ----------------------------------------------------------------------
     def broadcast(
@@ -244,11 +256,8 @@ class Hub:
         view = self.views.get(room_id)
         if kind == "kicked":
             key = nick_key(str(frame.get("nickname", "")))
-            client = frame.get(CLIENT)
             for conn in list(members.values()):
-                if conn.key == key or (
-                    isinstance(client, str) and client and conn.client == client
-                ):
+                if conn.key == key and not conn.owner:
                     conn.end(
                         {
                             "type": "error",

@@ -10,13 +10,12 @@ from typing import Any
 
 from services.rooms import domain, images, metrics
 from services.rooms.domain import Action
-from services.rooms.hub import CLIENT
 from services.rooms.images import Emit
 from services.rooms.ops import charge, costs_of
 from services.rooms.ports import Ports
 from services.rooms.settings import RoomsSettings
 from services.shared import roommod
-from services.shared.errors import Forbidden, NotFound
+from services.shared.errors import Conflict, Forbidden, NotFound
 from services.shared.mongo import Doc
 from services.shared.reports import ReportReason, file_report
 from services.shared.repos import now
@@ -46,14 +45,17 @@ def kick(
     member = p.members.get(room_id, key) if key else None
     if member is None:
         raise NotFound("Nobody with this nickname is in the room.", code="member_not_found")
+    if member.get("owner"):
+        raise Conflict("The room's owner cannot be kicked.", code="owner_not_kickable")
     until = now() + timedelta(seconds=settings.rooms_kick_ban_s)
     client = str(member.get("client", ""))
-    p.rooms.kick(room_id, client, until)
+    if client:  # no rejoin from that client key a while, except a join proving the owner key
+        p.rooms.kick(room_id, client, until)
     p.members.remove(room_id, key)
     name = str(member.get("nickname", ""))
-    # The client key (a salted hash) lets every process end all of the client's sockets in
-    # the room, under any nickname; the hub strips it from what sockets get.
-    emit(room_id, {"type": "kicked", "nickname": name, CLIENT: client}, None)
+    # Every process ends the sockets of that member (its nickname), never the owner's: people
+    # behind one address (family NAT, an office) are not kicked with them.
+    emit(room_id, {"type": "kicked", "nickname": name}, None)
     metrics.MODERATION.labels("kick", "owner").inc()
     return name
 

@@ -17,7 +17,9 @@ from services.shared.errors import RateLimited
 from services.shared.mongo import Doc
 from services.shared.repos import now
 from services.shared.roomrepo import aware
-from services.shared.tokens import new_id, new_token, token_hash
+from services.shared.tokens import new_id, new_token, same_hash, token_hash
+
+OWNER_KEY_MAX = 256
 
 
 def costs_of(settings: RoomsSettings) -> Costs:
@@ -124,6 +126,14 @@ class Joined:
     key: str
     tripcode: str | None
     welcome: dict[str, Any]
+    owner: bool = False  # the join proved the room's owner key
+
+
+def proves_owner(room: Doc, salt: bytes, raw: Any) -> bool:
+    """The join frame's ``owner_key`` opens this room (a wrong or missing key: not the owner)."""
+    if not isinstance(raw, str) or not raw or len(raw) > OWNER_KEY_MAX or not domain.encodable(raw):
+        return False
+    return same_hash(str(room.get("owner_token_hash", "-")), token_hash(salt, raw))
 
 
 def join(
@@ -136,7 +146,7 @@ def join(
     client: str,
     conn_id: str,
 ) -> Joined:
-    charge(p, costs_of(settings), client, Action.JOIN, fatal=True)
+    charge(p, costs_of(settings), client, Action.JOIN)
     at = now()
     room = p.rooms.by_slug(slug)
     if room is None:
@@ -145,7 +155,11 @@ def join(
         raise FrameError("This room has ended.", code="room_ended", fatal=True)
     nickname = domain.nickname(frame.get("nickname"))
     tripcode = domain.tripcode(salt, frame.get("secret"))
-    if domain.kicked_until(room, client, at) is not None:
+    owner = proves_owner(room, salt, frame.get("owner_key"))
+    # A kick bars the kicked member's client key a while, whatever nickname it tries next;
+    # the owner (who may share that address: a household, an office, carrier-grade NAT) gets
+    # in by proving the owner key.
+    if not owner and domain.kicked_until(room, client, at) is not None:
         raise FrameError("The room's owner removed you.", code="kicked", fatal=True)
     room_id, key = str(room["_id"]), domain.nick_key(nickname)
     claimed = p.members.claim(
@@ -156,6 +170,7 @@ def join(
             "nick_key": key,
             "tripcode": tripcode,
             "client": client,
+            "owner": owner,
             "conn": conn_id,
             "joined_at": at,
             "seen_at": at,
@@ -165,7 +180,7 @@ def join(
     )
     if not claimed:
         raise FrameError(
-            "Someone here already uses this nickname.", code="nickname_taken", fatal=True
+            "Someone here already uses this nickname. Choose another.", code="nickname_taken"
         )
     since = at - timedelta(seconds=settings.rooms_replay_window_s)
     history = [
@@ -179,6 +194,7 @@ def join(
     welcome = {
         "type": "welcome",
         "you": {"nickname": nickname, "tripcode": tripcode},
+        "owner": owner,
         "members": members,
         "history": history,
         "room": {
@@ -187,7 +203,7 @@ def join(
             "expires_at": domain.iso(room.get("expires_at")),
         },
     }
-    return Joined(room, nickname, key, tripcode, welcome)
+    return Joined(room, nickname, key, tripcode, welcome, owner)
 
 
 def leave(p: Ports, room_id: str, key: str, conn_id: str) -> bool:

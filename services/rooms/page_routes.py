@@ -4,10 +4,9 @@ JavaScript for the live part) and the image bytes of room messages."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -36,6 +35,32 @@ def page_policy(settings: RoomsSettings) -> str:
         f"connect-src 'self' {ws} {ingest}; form-action 'self'; base-uri 'none'; "
         "frame-ancestors 'none'"
     )
+
+
+FORM_MAX_BYTES = 4096
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of an urlencoded form, decoded strictly: bytes that are not UTF-8 are
+    refused (``400 invalid_text``) instead of becoming U+FFFD replacement characters."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("", "application/x-www-form-urlencoded"):
+        raise DomainError("Send the form urlencoded.", code="unsupported_form", status=415)
+    raw = await request.body()
+    if len(raw) > FORM_MAX_BYTES:
+        raise DomainError("This form is too large.", code="too_large", status=413)
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except UnicodeDecodeError as exc:
+        raise domain.invalid_text("form") from exc
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if not domain.encodable(value):
+            raise domain.invalid_text(key)
+        fields.setdefault(key, value)
+    return fields
 
 
 def page_router(settings: RoomsSettings, pages: Pages, ports: Callable[[], Ports]) -> APIRouter:
@@ -67,15 +92,14 @@ def page_router(settings: RoomsSettings, pages: Pages, ports: Callable[[], Ports
         return await run_in_threadpool(listing)
 
     @router.post("/rooms/new", include_in_schema=False)
-    async def create_form(
-        request: Request,
-        name: Annotated[str, Form(max_length=200)] = "",
-        lifetime_s: Annotated[str, Form(max_length=12)] = "",
-        public: Annotated[str | None, Form(max_length=8)] = None,
-    ) -> Response:
+    async def create_form(request: Request) -> Response:
         client = connection_client_key(request, salt, proxies, "rooms")
-        life = int(lifetime_s) if lifetime_s.isdigit() else -1
         try:
+            fields = await form_fields(request)
+            lifetime_s = fields.get("lifetime_s", "")
+            digits = lifetime_s.isascii() and lifetime_s.isdigit() and len(lifetime_s) <= 12
+            life = int(lifetime_s) if digits else -1
+            name, public = fields.get("name", ""), fields.get("public")
             made = await run_in_threadpool(
                 lambda: ops.create_room(
                     ports(),

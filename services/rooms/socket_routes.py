@@ -1,6 +1,9 @@
 """The room WebSocket: ``/api/v1/rooms/{slug}/ws``. The client joins with its first frame,
 then sends text and image frames; every frame it gets is JSON (see the README's protocol).
-Refusals are error frames: recoverable ones keep the socket open, the others close it."""
+Refusals are error frames: recoverable ones keep the socket open, the others close it. Before
+the join too: a taken or invalid nickname leaves the socket open for another try, but a client
+that gets ``MAX_JOIN_ERRORS`` refusals before joining (or does not join within
+``JOIN_TIMEOUT_S``) is cut off (close 1008)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from services.shared.tokens import new_id
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT_S = 30.0
+MAX_JOIN_ERRORS = 5  # refusals before a join after which the socket is closed
 # Open sockets one client may hold on one process (joined or not): enough for a few tabs and
 # devices behind one address, not for holding hundreds of idle sockets.
 MAX_SOCKETS_PER_CLIENT = 16
@@ -76,37 +80,67 @@ def socket_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports])
             await socket.send_text(json.dumps(frame))
             await socket.close(code)
 
-    async def joined(socket: WebSocket, slug: str, client: str) -> Conn | None:
+    async def send_frame(socket: WebSocket, frame: dict[str, Any]) -> bool:
         try:
-            raw = await asyncio.wait_for(socket.receive_text(), timeout=JOIN_TIMEOUT_S)
-            frame = parse_frame(raw, max_bytes)
-            if frame["type"] != "join":
-                raise FrameError("Join first.", code="join_first", fatal=True)
-            conn_id = new_id()
-            result = await run_in_threadpool(
-                lambda: ops.join(
-                    ports(),
-                    settings,
-                    salt,
-                    slug=slug,
-                    frame=frame,
-                    client=client,
-                    conn_id=conn_id,
+            await socket.send_text(json.dumps(frame))
+        except Exception:
+            return False
+        return True
+
+    async def join_once(
+        socket: WebSocket, slug: str, client: str, deadline: float
+    ) -> tuple[str, ops.Joined] | None:
+        """One join frame and its answer; None if the peer went away. Refusals raise."""
+        left = max(deadline - time.monotonic(), 0.0)
+        message = await asyncio.wait_for(socket.receive(), timeout=left)
+        if message["type"] == "websocket.disconnect":
+            return None
+        frame = parse_frame(message.get("text"), max_bytes)
+        if frame["type"] != "join":
+            raise FrameError("Join first.", code="join_first")
+        conn_id = new_id()
+        result = await run_in_threadpool(
+            lambda: ops.join(
+                ports(),
+                settings,
+                salt,
+                slug=slug,
+                frame=frame,
+                client=client,
+                conn_id=conn_id,
+            )
+        )
+        return conn_id, result
+
+    async def joined(socket: WebSocket, slug: str, client: str) -> Conn | None:
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        errors = 0
+        while True:
+            try:
+                got = await join_once(socket, slug, client, deadline)
+            except FrameError as exc:
+                metrics.REFUSED.labels(exc.code).inc()
+                errors += 1
+                if exc.fatal or errors >= MAX_JOIN_ERRORS:
+                    await send_and_close(socket, exc.frame(), CLOSE_POLICY)
+                    return None
+                if not await send_frame(socket, exc.frame()):  # open: try another nickname
+                    return None
+                continue
+            except (WebSocketDisconnect, TimeoutError, RuntimeError):
+                with contextlib.suppress(Exception):
+                    await socket.close(CLOSE_POLICY)
+                return None
+            except PyMongoError:
+                await send_and_close(
+                    socket, _error("unavailable", "Briefly unavailable. Try again."), CLOSE_ERROR
                 )
-            )
-        except FrameError as exc:
-            metrics.REFUSED.labels(exc.code).inc()
-            await send_and_close(socket, exc.frame(), CLOSE_POLICY)
-            return None
-        except (WebSocketDisconnect, TimeoutError, KeyError):
-            with contextlib.suppress(Exception):
-                await socket.close(CLOSE_POLICY)
-            return None
-        except PyMongoError:
-            await send_and_close(
-                socket, _error("unavailable", "Briefly unavailable. Try again."), CLOSE_ERROR
-            )
-            return None
+                return None
+            return None if got is None else await enter(socket, slug, client, *got)
+
+    async def enter(
+        socket: WebSocket, slug: str, client: str, conn_id: str, result: ops.Joined
+    ) -> Conn:
         room = result.room
         conn = Conn(
             socket=socket,
@@ -118,6 +152,7 @@ def socket_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports])
             tripcode=result.tripcode,
             client=client,
             queue=hub.new_queue(),
+            owner=result.owner,
         )
         await socket.send_text(json.dumps(result.welcome))
         view = RoomView(
@@ -183,7 +218,7 @@ def socket_router(settings: RoomsSettings, hub: Hub, ports: Callable[[], Ports])
             raise FrameError("This frame is not understood here.", code=code)
         if aware(view.expires_at, now()) <= now():
             raise FrameError("This room has ended.", code="room_ended", fatal=True)
-        if conn.key in view.muted or conn.client in view.muted_clients:
+        if hub.is_muted(conn):
             raise FrameError("A moderator muted you in this room.", code="muted")
         if kind == "message":
             await on_text(conn, view, frame)

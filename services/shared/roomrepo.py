@@ -108,7 +108,9 @@ class MemberRepo:
     def by_ids(self, member_ids: list[str]) -> list[Doc]:
         if not member_ids:
             return []
-        return list(self.col.find({"_id": {"$in": member_ids}}, {"room_id": 1, "client": 1}))
+        return list(
+            self.col.find({"_id": {"$in": member_ids}}, {"room_id": 1, "client": 1, "owner": 1})
+        )
 
     def release(self, room_id: str, key: str, conn: str) -> bool:
         res = self.col.delete_one({"_id": self.member_id(room_id, key), "conn": conn})

@@ -33,7 +33,7 @@ def test_unencodable_text_gets_a_code(live: Live) -> None:
         ivy.send(SURROGATE_IMAGE)
         assert wait_for(ivy, "error")["code"] == "image_not_found"
         ivy.send('{"type":"message","text":"\\udfff"}')
-        assert wait_for(ivy, "error")["code"] == "malformed_frame"
+        assert wait_for(ivy, "error")["code"] == "invalid_text"
         ivy.send(json.dumps({"type": "message", "text": "still here"}))
         assert wait_for(ivy, "message")["text"] == "still here"
     assert "Traceback" not in (live.stack.var_dir / "logs" / "rooms.log").read_text()

@@ -1,5 +1,6 @@
-"""Kicks and mutes follow the member's client (every nickname, every process); images that stop
-being cleared leave rooms; a removal reaches each socket once."""
+"""Kicks end the kicked member (every process) and mutes follow the member's client to new
+nicknames, neither reaching others behind the same address; images that stop being cleared
+leave rooms; a removal reaches each socket once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from services.rooms import background
 from services.rooms.background import apply_moderated, refresh_once
-from services.rooms.hub import CLIENT, Conn, Hub, RoomView
+from services.rooms.hub import Conn, Hub, RoomView
 from services.shared import roommod
 from services.shared.events import RoomModerated
 from tests.unit.test_rooms_hub import FakeSocket, in_own_loop, relay_twin, settle
@@ -29,48 +30,45 @@ def member(hub: Hub, room_id: str, nickname: str, sock: FakeSocket, client: str)
     return conn
 
 
-# -- 1. a kick ends every socket of the client -------------------------------------------------
+# -- 1. a kick ends the kicked member's sockets, not others behind its address ------------------
 
 
-def test_a_kick_ends_every_local_socket_of_the_client_and_hides_the_client_key() -> None:
+def test_a_kick_ends_the_members_sockets_only() -> None:
     async def run() -> None:
         relayed, relay = relay_twin()
         hub = Hub("me", relay)
-        troll, troll2, other = FakeSocket(), FakeSocket(), FakeSocket()
-        member(hub, "r1", "troll", troll, "k-troll")
-        member(hub, "r1", "troll2", troll2, "k-troll")
+        troll, sibling, other = FakeSocket(), FakeSocket(), FakeSocket()
+        member(hub, "r1", "troll", troll, "k-shared")
+        member(hub, "r1", "sibling", sibling, "k-shared")
         member(hub, "r1", "fine", other, "k-fine")
-        hub.broadcast("r1", {"type": "kicked", "nickname": "troll", CLIENT: "k-troll"})
+        hub.broadcast("r1", {"type": "kicked", "nickname": "troll"})
         await settle()
-        assert troll.closed == 1008 and troll2.closed == 1008
-        assert troll2.sent[-1]["code"] == "kicked"
-        assert other.closed is None
-        assert other.sent == [{"type": "kicked", "nickname": "troll"}]
-        assert all(CLIENT not in f for s in (troll, troll2, other) for f in s.sent)
-        # The other processes get what they need to find the client's sockets.
-        assert relayed == [("r1", {"type": "kicked", "nickname": "troll", CLIENT: "k-troll"})]
+        assert troll.closed == 1008 and troll.sent[-1]["code"] == "kicked"
+        assert sibling.closed is None and other.closed is None
+        assert other.sent == sibling.sent == [{"type": "kicked", "nickname": "troll"}]
+        assert relayed == [("r1", {"type": "kicked", "nickname": "troll"})]
         hub.close_all()
 
     in_own_loop(run())
 
 
-def test_a_relayed_kick_ends_the_clients_sockets_on_another_process() -> None:
+def test_a_relayed_kick_ends_the_members_socket_on_another_process() -> None:
     async def run() -> None:
         _, relay = relay_twin()
         hub = Hub("other", relay)
-        troll2, other = FakeSocket(), FakeSocket()
-        member(hub, "r1", "troll2", troll2, "k-troll")
+        troll, other = FakeSocket(), FakeSocket()
+        member(hub, "r1", "troll", troll, "k-troll")
         member(hub, "r1", "fine", other, "k-fine")
-        hub.from_relay("r1", {"type": "kicked", "nickname": "troll", CLIENT: "k-troll"})
+        hub.from_relay("r1", {"type": "kicked", "nickname": "troll"})
         await settle()
-        assert troll2.closed == 1008 and other.closed is None
+        assert troll.closed == 1008 and other.closed is None
         assert other.sent == [{"type": "kicked", "nickname": "troll"}]
         hub.close_all()
 
     in_own_loop(run())
 
 
-def test_kick_puts_the_members_client_in_the_frame() -> None:
+def test_kick_bars_the_members_client_and_names_only_the_member() -> None:
     from datetime import UTC, datetime, timedelta
 
     from services.rooms import moderation
@@ -120,29 +118,30 @@ def test_kick_puts_the_members_client_in_the_frame() -> None:
         lambda r, f, t: frames.append(f),
     )
     assert name == "troll" and kicked == ["k-troll"] and removed == ["troll"]
-    assert frames == [{"type": "kicked", "nickname": "troll", CLIENT: "k-troll"}]
+    assert frames == [{"type": "kicked", "nickname": "troll"}]  # no client key to act on
 
 
-# -- 2. a mute follows the client --------------------------------------------------------------
+# -- 2. a mute follows the client to new nicknames ---------------------------------------------
 
 
-def test_a_mute_refuses_the_clients_other_nicknames_and_rejoins() -> None:
+def test_a_mute_refuses_the_clients_new_nicknames_not_others_already_here() -> None:
     async def run() -> None:
         _, relay = relay_twin()
         hub = Hub("me", relay)
-        rude, rude2, reader = FakeSocket(), FakeSocket(), FakeSocket()
-        member(hub, "r1", "rude", rude, "k-rude")
-        member(hub, "r1", "rude2", rude2, "k-rude")
+        rude, sibling, reader = FakeSocket(), FakeSocket(), FakeSocket()
+        c_rude = member(hub, "r1", "rude", rude, "k-rude")
+        c_sibling = member(hub, "r1", "sibling", sibling, "k-rude")
         member(hub, "r1", "reader", reader, "k-reader")
         apply_moderated(hub, RoomModerated(room_id="r1", action="mute", nickname="rude"))
         await settle()
         view = hub.view("r1")
-        assert view is not None
-        assert {"rude", "rude2"} <= view.muted and "reader" not in view.muted
+        assert view is not None and view.muted_clients == {"k-rude"}
+        assert hub.is_muted(c_rude) and not hub.is_muted(c_sibling)
+        assert "reader" not in view.muted
         assert reader.sent == [{"type": "muted", "nickname": "rude"}]  # no client keys
-        # A rejoin under yet another nickname from the same client is muted too.
-        member(hub, "r1", "rude3", FakeSocket(), "k-rude")
-        assert "rude3" in view.muted
+        # A rejoin under yet another nickname from the same client is muted.
+        rude3 = member(hub, "r1", "rude3", FakeSocket(), "k-rude")
+        assert hub.is_muted(rude3) and "rude3" in view.muted
         hub.close_all()
 
     in_own_loop(run())
@@ -152,12 +151,14 @@ def test_a_mute_event_carries_the_members_client_to_processes_without_its_socket
     async def run() -> None:
         _, relay = relay_twin()
         hub = Hub("other", relay)
-        member(hub, "r1", "rude2", FakeSocket(), "k-rude")
+        sibling = member(hub, "r1", "sibling", FakeSocket(), "k-rude")
         member(hub, "r1", "reader", FakeSocket(), "k-reader")
         event = RoomModerated(room_id="r1", action="mute", nickname="rude")
         apply_moderated(hub, event, ["k-rude"])
         view = hub.view("r1")
-        assert view is not None and "rude2" in view.muted and "reader" not in view.muted
+        assert view is not None and not hub.is_muted(sibling)
+        late = member(hub, "r1", "rude2", FakeSocket(), "k-rude")
+        assert hub.is_muted(late) and "reader" not in view.muted
         hub.close_all()
 
     in_own_loop(run())
@@ -166,7 +167,7 @@ def test_a_mute_event_carries_the_members_client_to_processes_without_its_socket
 def test_a_joiner_of_a_muted_client_is_muted_from_the_room_doc() -> None:
     room = {"_id": "r1", "muted": ["rude"], "muted_clients": ["k-rude"]}
 
-    def view_of_doc() -> RoomView:  # as the socket route builds it from the room doc
+    def view_of_doc() -> RoomView:  # as the socket route builds it from the room doc (a join)
         return RoomView(
             slug="s",
             expires_at=None,
@@ -219,12 +220,14 @@ def test_the_refresh_picks_up_a_mute_the_broker_lost() -> None:
     async def run() -> None:
         _, relay = relay_twin()
         hub = Hub("me", relay)
-        member(hub, "r1", "rude", FakeSocket(), "k-rude")
-        member(hub, "r1", "rude2", FakeSocket(), "k-rude")
+        rude = member(hub, "r1", "rude", FakeSocket(), "k-rude")
+        sibling = member(hub, "r1", "sibling", FakeSocket(), "k-rude")
         member(hub, "r1", "reader", FakeSocket(), "k-reader")
         refresh_once(hub, [{"_id": "r1", "closed_at": None, "muted": ["rude"]}], [])
         view = hub.view("r1")
-        assert view is not None and view.muted == {"rude", "rude2"}
+        assert view is not None and view.muted == {"rude"} and view.muted_clients == {"k-rude"}
+        assert hub.is_muted(rude) and not hub.is_muted(sibling)
+        assert hub.is_muted(member(hub, "r1", "rude2", FakeSocket(), "k-rude"))
         hub.close_all()
 
     in_own_loop(run())

@@ -1,6 +1,8 @@
 // ChatPic room page: join with a nickname, live messages over a WebSocket, photos uploaded to
 // ingest (checked before anyone sees them), reports, and the owner's controls when the page was
-// opened with #owner=<key> (the fragment never reaches a server). No cookies, no storage.
+// opened with #owner=<key> (the fragment never reaches a server). No cookies: the owner key is
+// kept in this tab's sessionStorage for this room only, so a reload or a second join still has
+// it; the join sends it, so the server knows the owner's connections.
 (function () {
   "use strict";
   var root = document.getElementById("room");
@@ -10,13 +12,28 @@
   var joinForm = $("join"), chat = $("chat"), list = $("messages"), members = $("members");
   var statusEl = $("status"), endedEl = $("ended"), sendForm = $("send"), text = $("text");
   var ownerKey = null, sock = null, me = null, ended = false;
+  var storeKey = "chatpic-owner:" + slug;
+  function stored() { try { return sessionStorage.getItem(storeKey); } catch (e) { return null; } }
+  function keep(k) {
+    try { if (k) sessionStorage.setItem(storeKey, k); else sessionStorage.removeItem(storeKey); } catch (e) { /* storage off */ }
+  }
   var m = /(?:^#|&)owner=([^&]+)/.exec(location.hash);
   if (m) {
-    ownerKey = decodeURIComponent(m[1]);
+    try { ownerKey = decodeURIComponent(m[1]); } catch (e) { ownerKey = null; }
+    keep(ownerKey);
     // Out of the address bar at once: copying the address to invite people must not hand out
-    // the owner's controls. The owner link is shown once in the owner panel to keep.
+    // the owner's controls. The key stays in this tab (sessionStorage) and the owner link is
+    // shown to keep.
     history.replaceState(null, "", location.pathname + location.search);
+  } else {
+    ownerKey = stored();
   }
+  function ownerLink() {
+    var keepEl = $("owner-keep");
+    keepEl.hidden = !ownerKey;
+    if (ownerKey) $("owner-link").textContent = location.origin + location.pathname + "#owner=" + encodeURIComponent(ownerKey);
+  }
+  ownerLink();
 
   function say(msg) { statusEl.textContent = msg; }
   function el(tag, cls, txt) {
@@ -56,13 +73,14 @@
     return d;
   }
 
+  function mine(f) { return !!me && String(f.nickname).toLowerCase() === me.nickname.toLowerCase(); }
   function line(f, body) {
     var li = el("li");
     li.dataset.id = f.id;
     li.appendChild(el("span", "who", f.nickname));
     if (f.tripcode) li.appendChild(el("span", "trip", "!" + f.tripcode));
     if (body) li.appendChild(body);
-    if (f.id) li.appendChild(reportBox(f.id));
+    if (f.id && !mine(f)) li.appendChild(reportBox(f.id));  // no Report on your own
     return li;
   }
   function scrollDown() { list.scrollTop = list.scrollHeight; }
@@ -111,10 +129,11 @@
       f.members.forEach(function (x) { addMember(x.nickname, x.tripcode); });
       f.history.forEach(function (x) { (x.type === "image" ? showImage : showMessage)(x); });
       say("You are " + me.nickname + (me.tripcode ? " !" + me.tripcode : "") + ".");
-      if (ownerKey) {
-        $("owner").hidden = false;
-        $("owner-link").textContent = location.origin + location.pathname + "#owner=" + encodeURIComponent(ownerKey);
+      if (ownerKey && f.owner === false) {  // this key does not open this room
+        ownerKey = null; keep(null); ownerLink();
+        members.querySelectorAll("button").forEach(function (b) { b.remove(); });
       }
+      $("owner").hidden = !ownerKey;
       text.focus();
     },
     message: showMessage,
@@ -134,31 +153,42 @@
     error: function (f) {
       say(f.message + (f.retry_after ? " (try again in " + f.retry_after + " s)" : ""));
       if (f.code === "kicked" || f.code === "room_ended") end(f.code === "kicked" ? "kicked" : "");
-      if (f.code === "nickname_taken" || f.code === "nickname_invalid" || f.code === "secret_invalid") joinForm.hidden = false;
+      // Before joining the socket stays open for another try (a taken nickname: pick another).
+      if (!me && !ended && f.code !== "kicked" && f.code !== "room_ended") joinForm.hidden = false;
     }
   };
 
+  function sendJoin(nickname, secret) {
+    var j = { type: "join", nickname: nickname };
+    if (secret) j.secret = secret;
+    if (ownerKey) j.owner_key = ownerKey;
+    sock.send(JSON.stringify(j));
+  }
   function connect(nickname, secret) {
     var url = location.origin.replace(/^http/, "ws") + "/api/v1/rooms/" + slug + "/ws";
     sock = new WebSocket(url);
     say("Joining…");
     sock.onopen = function () {
-      var j = { type: "join", nickname: nickname };
-      if (secret) j.secret = secret;
-      sock.send(JSON.stringify(j));
+      sendJoin(nickname, secret);
     };
     sock.onmessage = function (ev) {
       var f; try { f = JSON.parse(ev.data); } catch (e) { return; }
       var h = handlers[f.type]; if (h) h(f);
     };
-    sock.onclose = function () { if (!ended && me) say("Disconnected. Reload the page to join again."); };
+    sock.onclose = function () {
+      sock = null;
+      if (!ended && me) say("Disconnected. Reload the page to join again.");
+      else if (!ended) joinForm.hidden = false;
+    };
   }
 
   joinForm.hidden = false;
   joinForm.addEventListener("submit", function (ev) {
     ev.preventDefault();
     joinForm.hidden = true;
-    connect($("nickname").value.trim(), $("secret").value);
+    var nick = $("nickname").value.trim(), secret = $("secret").value;
+    if (sock && sock.readyState === 1 && !me) { say("Joining…"); sendJoin(nick, secret); }
+    else connect(nick, secret);
   });
   sendForm.addEventListener("submit", function (ev) {
     ev.preventDefault();
