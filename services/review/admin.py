@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from services.review import domain
+from services.review.csvcells import spreadsheet_text
 from services.review.ports import Ports
 from services.shared.errors import DomainError
 from services.shared.mongo import Doc
@@ -21,7 +22,6 @@ PAGE_SIZE = 50
 EXPORT_MAX_ROWS = 100_000
 AUDIT_CSV_HEADER = ("at", "actor", "action", "target", "reason", "data")
 _AUDIT_FIELDS = frozenset({"_id", "at", "actor", "action", "target", "reason"})
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -134,17 +134,11 @@ def audit_rows(p: Ports, filters: AuditFilter, number: int) -> Page:
     return _page(rows, number)
 
 
-def _cell(value: object) -> str:
-    """Text as a spreadsheet shows it, never as a formula (a leading ' disarms one)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def _iso(value: object) -> str:
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-    return _cell(value)
+    return spreadsheet_text(value)
 
 
 @dataclass(frozen=True)
@@ -167,10 +161,10 @@ def export_audit_csv(p: Ports, filters: AuditFilter, *, actor: str) -> AuditExpo
         writer.writerow(
             [
                 _iso(d.get("at")),
-                _cell(d.get("actor")),
-                _cell(d.get("action")),
-                _cell(d.get("target")),
-                _cell(d.get("reason")),
+                spreadsheet_text(d.get("actor")),
+                spreadsheet_text(d.get("action")),
+                spreadsheet_text(d.get("target")),
+                spreadsheet_text(d.get("reason")),
                 _json(extra_data(d)),
             ]
         )

@@ -15,6 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pymongo.database import Database
 
+from services.review import favicon as favicon_ico
 from services.review.accounts import AuthPolicy
 from services.review.admin_routes import admin_router
 from services.review.auth import (
@@ -80,6 +81,15 @@ def create_app(settings: ReviewSettings, ports: Ports | None = None) -> FastAPI:
             )
         )
         return image_response(evidence.data, evidence.content_type)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        """Public (``PUBLIC_PATHS``): the console's icon, so no page logs a 404 for it."""
+        return Response(
+            favicon_ico.ICON,
+            media_type=favicon_ico.CONTENT_TYPE,
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(me: Me) -> JSONResponse:

@@ -36,7 +36,8 @@ from services.shared.tokens import same_hash
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics"})
+# The icon is public too: browsers fetch it on every page, the login page included.
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics", "/favicon.ico"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"

@@ -161,6 +161,9 @@ def bank_router(settings: ReviewSettings, ports: Callable[[], Ports]) -> APIRout
 
     @router.get("/api/v1/banks/{bank}/export.csv")
     async def export_bank(bank: str) -> Response:
+        """``signal_type,hash,bank,reason`` rows, oldest first. A reason that a spreadsheet
+        would take for a formula (starting ``= + - @``) is written with a leading ``'``; the
+        import reads it back without, so an exported file re-imports unchanged."""
         p = ports()
         text = await run_in_threadpool(lambda: domain.export_bank_csv(banks=p.banks, bank=bank))
         return Response(
@@ -173,7 +176,8 @@ def bank_router(settings: ReviewSettings, ports: Callable[[], Ports]) -> APIRout
     async def import_bank(
         me: Admin, request: Request, bank: str, source: str = "csv-import"
     ) -> dict[str, object]:
-        """CSV body (``text/csv``) or multipart field ``file``; all rows or none."""
+        """CSV body (``text/csv``) or multipart field ``file``; all rows or none. A reason
+        written ``'=…`` (as the export disarms formulas) is stored as ``=…``."""
         domain.check_bank(bank)
         data = await read_import_body(request)
         p = ports()

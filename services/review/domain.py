@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.review.csvcells import restore_text, spreadsheet_text
 from services.shared.errors import DomainError
 from services.shared.repos import BankRepo, ImageRepo
 from services.shared.signals import PDQ_MIN_QUALITY, SIGNAL_TYPES, SignalType, hamming
@@ -219,7 +220,9 @@ def parse_bank_csv(data: bytes, bank: str) -> list[CsvRow]:
 
     All or nothing: any bad row raises one 400 ``invalid_csv`` listing every bad line number
     (physical lines, 1-based; a quoted multi-line row counts from its first line). An empty
-    ``bank`` cell means this bank; another bank's name is an error.
+    ``bank`` cell means this bank; another bank's name is an error. A reason the export wrote
+    as ``'=…`` (or ``'+ '- '@``: a formula disarmed) is read back without that apostrophe;
+    any other leading apostrophe is part of the reason.
     """
     check_bank(bank)
     if len(data) > IMPORT_MAX_BYTES:
@@ -275,7 +278,8 @@ def parse_bank_csv(data: bytes, bank: str) -> list[CsvRow]:
                     f"row is for bank {row_bank[:64]!r}, not {bank!r}", code="wrong_bank"
                 )
             value = check_hash(signal_type.lower(), hash_value)
-            rows.append(CsvRow(line, signal_type.lower(), value, check_reason(reason)))
+            reason = check_reason(restore_text(reason))  # '=x (as exported) is =x again
+            rows.append(CsvRow(line, signal_type.lower(), value, reason))
         except DomainError as exc:
             errors.append(_row_error(line, exc.code, exc.message))
     if errors:
@@ -333,11 +337,14 @@ def import_bank_csv(*, banks: BankRepo, bank: str, data: bytes, source: str) -> 
 
 
 def export_bank_csv(*, banks: BankRepo, bank: str) -> str:
-    """The bank as ``signal_type,hash,bank,reason`` rows (header first), oldest first."""
+    """The bank as ``signal_type,hash,bank,reason`` rows (header first), oldest first. The
+    reason (free text) never reads as a spreadsheet formula: ``=x`` is written ``'=x``, which
+    the import reads back as ``=x``; signal types, hashes and bank names cannot start so."""
     check_bank(bank)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for d in banks.entries_in(bank):
-        writer.writerow([d["signal_type"], d["hash"], d["bank"], d.get("reason", "")])
+        reason = spreadsheet_text(d.get("reason", ""))
+        writer.writerow([d["signal_type"], d["hash"], d["bank"], reason])
     return out.getvalue()

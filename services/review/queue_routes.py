@@ -135,6 +135,15 @@ def queue_router(settings: ReviewSettings, ports: Callable[[], Ports], pages: Pa
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
+    @router.get("/assets/notice.js", include_in_schema=False)
+    async def notice_script() -> Response:
+        """Every console page loads it: a notice from a redirect (?done=...) shows once."""
+        return FileResponse(
+            STATIC / "notice.js",
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
     async def queue_page(me: Reviewer, status: int = 200, **extra: Any) -> Response:
         p = ports()
         summary = await run_in_threadpool(jobs.queue_summary, p, me)

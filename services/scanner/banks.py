@@ -22,7 +22,8 @@ from services.scanner.mih import MultiIndexHashIndex
 from services.shared.repos import BankRepo, now
 
 # Changes are re-read with this overlap: writers in other processes may commit a change whose
-# timestamp is slightly older than one already seen. Applying a change twice is harmless.
+# timestamp is slightly older than one already seen. Applying a change twice is harmless, but
+# its enforcement delay is observed once: the ids of changes read within the overlap are kept.
 OVERLAP = timedelta(seconds=5)
 
 
@@ -41,6 +42,8 @@ class BankMatcher:
         self._lock = threading.Lock()
         self._generation = -1
         self._since: datetime | None = None
+        self._built_at: datetime | None = None
+        self._seen: dict[str, datetime] = {}  # change id -> its time, while it may be re-read
         self._present: dict[str, str] = {}  # entry id -> signal type
         self._narrow: dict[str, MultiIndexHashIndex] = {}
         self._pdq: dict[str, BankEntry] = {}
@@ -71,6 +74,7 @@ class BankMatcher:
             self._add(doc)
         self._rebuild_pdq()
         self._since = started
+        self._built_at = started
 
     def _apply(self, changes: list[dict[str, Any]]) -> None:
         pdq_changed = False
@@ -87,11 +91,26 @@ class BankMatcher:
                     else:
                         self._narrow[signal].remove([entry_id])
             at: datetime = change["at"]
-            metrics.BANK_ENFORCE_SECONDS.observe(max(0.0, (now() - at).total_seconds()))
+            self._observe(change, at)
             if self._since is None or at > self._since:
                 self._since = at
         if pdq_changed:
             self._rebuild_pdq()
+        if self._since is not None:  # what the next read's overlap cannot return again
+            horizon = self._since - OVERLAP
+            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+
+    def _observe(self, change: dict[str, Any], at: datetime) -> None:
+        """The change's enforcement delay, once per change in this process. A change written
+        before the index was built was enforced by the build, not now: it is not observed."""
+        entries = ",".join(str(d.get("_id")) for d in change.get("entries", []))
+        change_id = str(change.get("_id") or f"{change['action']}:{entries}@{at.isoformat()}")
+        if change_id in self._seen:
+            return
+        self._seen[change_id] = at
+        if self._built_at is not None and at < self._built_at:
+            return
+        metrics.BANK_ENFORCE_SECONDS.observe(max(0.0, (now() - at).total_seconds()))
 
     def _add(self, doc: dict[str, Any]) -> bool:
         signal = str(doc.get("signal_type", "phash"))

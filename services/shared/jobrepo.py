@@ -83,9 +83,13 @@ class JobRepo:
 
     def add_report(self, image_id: str, reporter: str, reason: str, priority: int) -> Doc:
         """Fold one report into the image's open reports job (made if there is none): the
-        reporter's salted hash joins a set, the reason's count grows, the lowest priority wins.
-        Returns the job as it is now."""
+        reporter's salted hash joins a set, ``reports`` counts every report filed, the lowest
+        priority wins. ``reasons.<reason>`` counts distinct reporters of that reason: a
+        reporter's repeat of a reason adds nothing (``reason_reporters`` holds one
+        ``"<reason>:<reporter>"`` key each; the count grows only when the key is new, in one
+        conditional update). Returns the job as it is now."""
         key = open_key(REPORTS, image_id)
+        reason_key = f"{reason}:{reporter}"
         t = now()
         for _ in range(3):
             new = self._new(REPORTS, image_id, priority, t)
@@ -93,7 +97,7 @@ class JobRepo:
             update = {
                 "$setOnInsert": new,
                 "$addToSet": {"reporters": reporter},
-                "$inc": {f"reasons.{reason}": 1, "reports": 1},
+                "$inc": {"reports": 1},
                 "$min": {"priority": priority},
                 "$set": {"last_report_at": t},
             }
@@ -101,6 +105,10 @@ class JobRepo:
                 self.col.update_one({"open_key": key}, update, upsert=True)
             except DuplicateKeyError:
                 continue  # a concurrent first report inserted it: now it is an update
+            self.col.update_one(
+                {"open_key": key, "reason_reporters": {"$ne": reason_key}},
+                {"$addToSet": {"reason_reporters": reason_key}, "$inc": {f"reasons.{reason}": 1}},
+            )
             doc = self.col.find_one({"open_key": key})
             if doc is not None:
                 return doc
@@ -156,7 +164,7 @@ class JobRepo:
 
     def recent(self, queue: str, limit: int) -> list[Doc]:
         """Open jobs of a queue in the order they are handed out."""
-        fields = {"reporters": 0}
+        fields = {"reporters": 0, "reason_reporters": 0}
         order = [("priority", ASCENDING), ("created_at", ASCENDING)]
         return list(self.col.find({"queue": queue, "state": OPEN}, fields).sort(order).limit(limit))
 

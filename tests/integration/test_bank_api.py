@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 
 from tests.live import Live
@@ -170,3 +172,56 @@ def test_add_accepts_every_signal_type_and_checks_lengths(live: Live) -> None:
     assert resp.status_code == 400 and resp.json()["code"] == "invalid_hash"
     exported = live.review.get(f"/api/v1/banks/{bank}/export.csv").text
     assert exported == HEADER + f"dhash,{DHASH},{bank},r\npdq,{PDQ},{bank},r\n"
+
+
+def test_export_disarms_spreadsheet_formulas_and_still_round_trips(live: Live) -> None:
+    """An imported reason like =HYPERLINK(...) is stored as written, exported with a leading
+    ' (a spreadsheet shows it, never runs it), and the exported file imports into another bank
+    with the same hashes and the same stored reasons."""
+    bank, other = fresh_bank(), fresh_bank()
+    reasons = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "'kept apostrophe", "plain"]
+    hashes = [PHASH, DHASH, PDQ, "0f" * 32] + [uuid.uuid4().hex * 2 for _ in range(2)]
+    kinds = ["phash", "dhash", "pdq", "pdq", "pdq", "pdq"]
+    lines = [
+        f'{k},{h},{bank},"{r.replace(chr(34), chr(34) * 2)}"'
+        for k, h, r in zip(kinds, hashes, reasons, strict=True)
+    ]
+    resp = live.review.post(
+        f"/api/v1/banks/{bank}/import",
+        content=(HEADER + "\n".join(lines) + "\n").encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert resp.status_code == 200 and resp.json()["imported"] == 6, resp.text
+    stored = {d["hash"]: d["reason"] for d in live.db["bank_entries"].find({"bank": bank})}
+    assert stored == dict(zip(hashes, reasons, strict=True))  # stored as written
+
+    exported = live.review.get(f"/api/v1/banks/{bank}/export.csv")
+    assert exported.status_code == 200
+    rows = list(csv.reader(io.StringIO(exported.text)))[1:]
+    assert [r[3] for r in rows] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'-2",
+        "'@SUM(A1)",
+        "'kept apostrophe",
+        "plain",
+    ]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r)
+
+    again = live.review.post(
+        f"/api/v1/banks/{bank}/import",
+        content=exported.content,
+        headers={"content-type": "text/csv"},
+    )
+    assert again.json() == {"bank": bank, "rows": 6, "imported": 0, "duplicates": 6}
+    moved = exported.text.replace(f",{bank},", ",,")  # an empty bank cell: the target bank
+    resp = live.review.post(
+        f"/api/v1/banks/{other}/import",
+        content=moved.encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert resp.status_code == 200 and resp.json()["imported"] == 6, resp.text
+    copied = {d["hash"]: d["reason"] for d in live.db["bank_entries"].find({"bank": other})}
+    assert copied == stored
+    second = live.review.get(f"/api/v1/banks/{other}/export.csv").text
+    assert second == exported.text.replace(f",{bank},", f",{other},")

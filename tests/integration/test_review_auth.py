@@ -80,8 +80,10 @@ def test_every_route_needs_a_session(live: Live) -> None:
                     expect_closed(bad, method, path)
     page = live.review_anon.get("/jobs/abc", params={"q": "1"})
     assert page.headers["location"] == "/login?next=/jobs/abc%3Fq%3D1"
-    for public in ("/healthz", "/readyz", "/metrics", "/login"):
+    for public in ("/healthz", "/readyz", "/metrics", "/login", "/favicon.ico"):
         assert live.review_anon.get(public).status_code == 200
+    # Public on purpose and nothing else: the icon says nothing about anyone.
+    assert {"/login", "/healthz", "/readyz", "/metrics", "/favicon.ico"} == PUBLIC_PATHS
 
 
 def test_every_unsafe_route_needs_the_csrf_token(live: Live) -> None:

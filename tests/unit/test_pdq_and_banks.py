@@ -3,6 +3,7 @@ bank robustness facts measured by bench/bank_robustness.py."""
 
 from __future__ import annotations
 
+import csv
 import io
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bench.bank_robustness import BANNED, Report, measure
-from services.review import domain
+from services.review import csvcells, domain
 from services.scanner.hashing import (
     DEFAULT_THRESHOLDS,
     PDQ_MIN_QUALITY,
@@ -299,6 +300,44 @@ def test_import_counts_duplicates_and_export_round_trips() -> None:
     assert (
         domain.export_bank_csv(banks=_repo(mem), bank="bank-b") == "signal_type,hash,bank,reason\n"
     )
+
+
+def test_export_disarms_formulas_and_the_import_reads_them_back() -> None:
+    """The reason is free text: =, +, -, @ (and tab, CR) at its start get a leading ' in the
+    export, as the audit export does (one helper); the import drops exactly that apostrophe, so
+    a file moved to another bank keeps its hashes and reasons; an apostrophe before anything
+    else stays part of the reason."""
+    mem = MemoryBanks()
+    reasons = ['=HYPERLINK("http://x")', "+1", "-2", "@cmd", "'kept", "'=already quoted"]
+    hashes = [f"{i:016x}" for i in range(1, len(reasons) + 1)]
+    for value, reason in zip(hashes, reasons, strict=True):
+        domain.add_bank_entry(
+            banks=_repo(mem),
+            bank="bank-a",
+            signal_type="phash",
+            hash_value=value,
+            reason=reason,
+            source="t",
+        )
+    exported = domain.export_bank_csv(banks=_repo(mem), bank="bank-a")
+    rows = list(csv.reader(io.StringIO(exported)))[1:]
+    assert [r[1] for r in rows] == hashes
+    assert [r[3] for r in rows] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'-2",
+        "'@cmd",
+        "'kept",
+        "''=already quoted",
+    ]
+    assert [r[3] for r in rows] == [csvcells.spreadsheet_text(r) for r in reasons]
+    moved = exported.replace(",bank-a,", ",bank-b,")
+    result = domain.import_bank_csv(banks=_repo(mem), bank="bank-b", data=moved.encode(), source="")
+    assert result.imported == len(reasons)
+    assert [(d["hash"], d["reason"]) for d in mem.entries_in("bank-b")] == list(
+        zip(hashes, reasons, strict=True)
+    )
+    assert domain.export_bank_csv(banks=_repo(mem), bank="bank-b") == moved
 
 
 def test_add_entry_accepts_every_signal_type() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.review import admin
+from services.review import admin, csvcells
 from services.review.auth import Reviewer, Role
 from services.shared.errors import DomainError
 from services.shared.pages import Pages
@@ -37,9 +37,14 @@ def test_audit_filter_dates_are_whole_utc_days_or_exact_times() -> None:
 
 
 def test_csv_cells_never_become_formulas() -> None:
-    assert admin._cell("=1+1") == "'=1+1"
-    assert admin._cell("-2") == "'-2" and admin._cell("@x") == "'@x"
-    assert admin._cell("plain") == "plain" and admin._cell(None) == ""
+    cell = csvcells.spreadsheet_text
+    assert cell("=1+1") == "'=1+1"
+    assert cell("-2") == "'-2" and cell("@x") == "'@x" and cell("+1") == "'+1"
+    assert cell("\tx") == "'\tx" and cell("\rx") == "'\rx"
+    assert cell("plain") == "plain" and cell(None) == "" and cell("'quoted") == "'quoted"
+    assert cell("'=x") == "''=x"  # so that the import's restore_text gives back '=x
+    for text in ("=1+1", "-2", "@x", "\tx", "plain", "'quoted", "''=x", "'=x", ""):
+        assert csvcells.restore_text(cell(text)) == text, text
     assert admin._iso(AT) == "2026-12-03T17:05:09.000+00:00"
 
 

@@ -68,9 +68,13 @@ class FakeJobs:
         )
         if reporter not in job.setdefault("reporters", []):
             job["reporters"].append(reporter)
-        reasons = job.setdefault("reasons", {})
-        reasons[reason] = reasons.get(reason, 0) + 1
         job["reports"] = job.get("reports", 0) + 1
+        # reasons count distinct reporters per reason, as JobRepo's conditional $addToSet does
+        reason_key = f"{reason}:{reporter}"
+        if reason_key not in job.setdefault("reason_reporters", []):
+            job["reason_reporters"].append(reason_key)
+            reasons = job.setdefault("reasons", {})
+            reasons[reason] = reasons.get(reason, 0) + 1
         job["priority"] = min(job["priority"], priority)
         return copy.deepcopy(job)
 
@@ -427,6 +431,33 @@ def test_reports_of_one_image_aggregate_and_distinct_reporters_hide_it() -> None
     assert job["reasons"] == {"spam": 2, "harassment": 1, "violence": 1}
     assert not report(w, "img", "h4", ReportReason.SPAM).auto_hidden  # already hidden
     assert len(w.rec.inserted) == 5  # every report is kept
+
+
+def test_repeat_reports_count_once_per_reporter_and_reason() -> None:
+    """One client filing 20 spam reports is one spam reporter: "spam x5" from 5 people, not
+    x23. A different reason from the same reporter counts for that reason; every report is
+    still stored and counted in the total; auto-hide still needs distinct reporters."""
+    w = world(img={"status": "cleared"})
+    for _ in range(20):
+        assert not report(w, "img", "pest", ReportReason.SPAM, hide_at=3).auto_hidden
+    report(w, "img", "pest", ReportReason.HARASSMENT, hide_at=3)
+    assert w.images.docs["img"]["status"] == "cleared"  # one person, however many reports
+    report(w, "img", "h2", ReportReason.SPAM, hide_at=3)
+    report(w, "img", "h2", ReportReason.SPAM, hide_at=3)
+    assert w.images.docs["img"]["status"] == "cleared"
+    third = report(w, "img", "h3", ReportReason.SPAM, hide_at=3)
+    assert third.auto_hidden and w.images.docs["img"]["hidden_by"] == "reports"
+    for who in ("h4", "h5"):
+        report(w, "img", who, ReportReason.SPAM, hide_at=3)
+    job = w.jobs.docs[str(third.job_id)]
+    assert job["reasons"] == {"spam": 5, "harassment": 1}
+    assert job["reports"] == 26 and len(job["reporters"]) == 5
+    assert len(w.rec.inserted) == 26  # every report document is kept
+    view = jobs.job_view(w.ports, str(third.job_id), ADMIN)
+    assert view["reports"]["reasons"] == {"spam": 5, "harassment": 1}
+    assert (view["reports"]["count"], view["reports"]["reporters"]) == (26, 5)
+    (listed,) = jobs.queue_listing(w.ports, "reports", ADMIN)
+    assert listed["reasons"] == {"spam": 5, "harassment": 1}
 
 
 def test_minor_safety_puts_the_job_first_and_zero_never_hides() -> None:
