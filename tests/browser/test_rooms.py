@@ -124,7 +124,10 @@ def test_two_people_in_a_private_room(
     photo.write_bytes(unique_photo(7501))
     ana.set_input_files("#photo", str(photo))
     expect(ana.locator("#messages")).to_contain_text("scanning", timeout=30_000)
-    message = live.db.room_messages.find_one({"kind": "image", "nickname": "Ana"})
+    room_id = live.db.rooms.find_one({"slug": slug})["_id"]  # other tests have an "Ana" too
+    message = live.db.room_messages.find_one(
+        {"room_id": room_id, "kind": "image", "nickname": "Ana"}
+    )
     assert message is not None
     image_id = str(message["image_id"])
     selector = f'#messages li[data-id="{message["_id"]}"] img'

@@ -82,7 +82,10 @@ def test_the_creator_reloading_before_joining_stays_the_owner(
     scanning = ana.locator("#messages li", has_text="scanning")
     expect(scanning).to_have_count(1, timeout=30_000)
     expect(scanning.get_by_text("Report", exact=True)).to_have_count(0)
-    message = live.db.room_messages.find_one({"kind": "image", "nickname": "Ana"})
+    room_id = live.db.rooms.find_one({"slug": slug})["_id"]  # other tests have an "Ana" too
+    message = live.db.room_messages.find_one(
+        {"room_id": room_id, "kind": "image", "nickname": "Ana"}
+    )
     assert message is not None
     item = f'#messages li[data-id="{message["_id"]}"]'
     for page in (ana, ben):

@@ -50,7 +50,8 @@ from tests.review_routes import console_routes
 
 REPORTER = "127.94.29.143"  # the report rate-limit test's own client
 UPLOAD_LIMIT = 3  # the proxied ingest's upload limit
-PUBLIC_CONSOLE_PATHS = {"/login", "/healthz", "/readyz", "/metrics"}
+# The only console paths anyone may reach: probes, the scrape, the login form and its icon.
+PUBLIC_CONSOLE_PATHS = {"/login", "/healthz", "/readyz", "/metrics", "/favicon.ico"}
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 HTML = {"Accept": "text/html"}
 

@@ -100,8 +100,9 @@ class Claims:
         if self.claims.get(image_id) == link_id:
             del self.claims[image_id]
 
-    def insert(self, doc: dict[str, Any]) -> None:
+    def insert(self, doc: dict[str, Any]) -> bool:
         self.inserted.append(doc)
+        return True  # a new link (False would mean its form was already used)
 
     def revoke(self, link_id: str, image_id: str, reason: str) -> bool:
         return True
