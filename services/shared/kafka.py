@@ -171,6 +171,9 @@ class PositionGuard:
     and the client keeps the position it had across rebalances: the partition would be skipped
     until it grew past the old offset. Call ``check()`` after each poll; it looks every
     ``every_s`` seconds, from the client's local state plus the last fetch's high watermark.
+    A partition no fetch has answered for yet (no high watermark: the client may never get one
+    while its position is past the end) is measured with one ListOffsets request instead, once
+    per stretch without a watermark, so a broker quirk in that answer cannot rewind it twice.
     Group consumers restart such a partition from the beginning (nothing was committed for the
     new log); ``to_end`` is for listeners that only want news."""
 
@@ -179,20 +182,33 @@ class PositionGuard:
         self.to_end = to_end
         self.every_s = every_s
         self._next = 0.0
+        self._asked: set[TopicPartition] = set()  # measured without a watermark already
 
     def check(self) -> list[TopicPartition]:
         at = time.monotonic()
         if at < self._next:
             return []
         self._next = at + self.every_s
-        behind_end = []
+        ends: dict[TopicPartition, int] = {}
+        unknown: list[TopicPartition] = []
         for tp in self.consumer.assignment():
             try:
                 high = self.consumer.highwater(tp)
-                position = self.consumer.position(tp, timeout_ms=1000) if high is not None else None
             except KafkaError:
-                continue  # not assigned any more, or the position is being reset: next look
-            if high is not None and position is not None and position > high:
+                continue  # not assigned any more: next look
+            if high is not None:
+                ends[tp] = high
+                self._asked.discard(tp)
+            elif tp not in self._asked:
+                unknown.append(tp)
+        ends.update(self._ask_ends(unknown))
+        behind_end = []
+        for tp, end in ends.items():
+            try:
+                position = self.consumer.position(tp, timeout_ms=1000)
+            except KafkaError:
+                continue  # the position is being reset: next look
+            if position is not None and position > end:
                 behind_end.append(tp)
                 log.warning(
                     "consumer position beyond the partition's end; the log was lost",
@@ -200,7 +216,7 @@ class PositionGuard:
                         "topic": tp.topic,
                         "partition": tp.partition,
                         "position": position,
-                        "end": high,
+                        "end": end,
                     },
                 )
         if behind_end:
@@ -209,6 +225,17 @@ class PositionGuard:
             else:
                 self.consumer.seek_to_beginning(*behind_end)
         return behind_end
+
+    def _ask_ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if not partitions:
+            return {}
+        try:
+            answer = self.consumer.end_offsets(partitions, timeout_ms=1000)
+        except Exception as exc:  # the broker is away or slow: look again next time
+            log.debug("end offsets not measured", extra={"err": repr(exc)})
+            return {}
+        self._asked.update(partitions)
+        return {tp: int(end) for tp, end in answer.items() if end is not None}
 
 
 def start_restarting(
