@@ -1,4 +1,4 @@
-"""What a newcomer hit on the running stack (/tmp/nc links1.py, links2.py, bad1.py), fixed:
+"""What a newcomer trying the running stack hit in links, fixed:
 invalid passwords are 400s that spend nothing, reloading "Your link is ready" makes no second
 link, owner actions without a key are 401, and a deleted photo's new link is 410 image_gone."""
 
