@@ -48,17 +48,28 @@ def relay_twin() -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     return out, lambda room_id, frame: out.append((room_id, frame))
 
 
-def join(hub: Hub, room_id: str, nickname: str, sock: FakeSocket) -> Conn:
+def join(
+    hub: Hub,
+    room_id: str,
+    nickname: str,
+    sock: FakeSocket,
+    *,
+    client: str = "c",
+    owner: bool = False,
+    conn_id: str | None = None,
+) -> Conn:
+    """A member's connection in ``hub`` (the tests' one way to make one)."""
     conn = Conn(
         socket=sock,  # type: ignore[arg-type]
-        conn_id=nickname,
+        conn_id=conn_id or nickname,
         room_id=room_id,
         slug="s",
         nickname=nickname,
         key=nickname.casefold(),
         tripcode=None,
-        client="c",
+        client=client,
         queue=hub.new_queue(),
+        owner=owner,
     )
     hub.add(conn, RoomView(slug="s", expires_at=None))
     return conn

@@ -11,23 +11,11 @@ from services.rooms.background import apply_moderated, refresh_once
 from services.rooms.hub import Conn, Hub, RoomView
 from services.shared import roommod
 from services.shared.events import RoomModerated
-from tests.unit.test_rooms_hub import FakeSocket, in_own_loop, relay_twin, settle
+from tests.unit.test_rooms_hub import FakeSocket, in_own_loop, join, relay_twin, settle
 
 
 def member(hub: Hub, room_id: str, nickname: str, sock: FakeSocket, client: str) -> Conn:
-    conn = Conn(
-        socket=sock,  # type: ignore[arg-type]
-        conn_id=f"{nickname}-{client}",
-        room_id=room_id,
-        slug="s",
-        nickname=nickname,
-        key=nickname.casefold(),
-        tripcode=None,
-        client=client,
-        queue=hub.new_queue(),
-    )
-    hub.add(conn, RoomView(slug="s", expires_at=None))
-    return conn
+    return join(hub, room_id, nickname, sock, client=client, conn_id=f"{nickname}-{client}")
 
 
 # -- 1. a kick ends the kicked member's sockets, not others behind its address ------------------

@@ -13,33 +13,21 @@ import pytest
 from services.rooms import moderation, ops
 from services.rooms.background import apply_moderated, mute_member_clients
 from services.rooms.domain import FrameError
-from services.rooms.hub import Conn, Hub, RoomView
+from services.rooms.hub import Conn, Hub
 from services.rooms.settings import RoomsSettings
 from services.shared.errors import DomainError
 from services.shared.events import RoomModerated
 from services.shared.ratelimit import Allowance
 from services.shared.tokens import token_hash
 from tests.unit.test_rooms_hub import FakeSocket, in_own_loop, relay_twin, settle
+from tests.unit.test_rooms_hub import join as hub_join
 
 SALT = b"salt"
 OWNER_KEY = "the-owner-key"
 
 
 def conn(hub: Hub, nickname: str, sock: FakeSocket, client: str, owner: bool = False) -> Conn:
-    c = Conn(
-        socket=sock,  # type: ignore[arg-type]
-        conn_id=nickname,
-        room_id="r1",
-        slug="s",
-        nickname=nickname,
-        key=nickname.casefold(),
-        tripcode=None,
-        client=client,
-        queue=hub.new_queue(),
-        owner=owner,
-    )
-    hub.add(c, RoomView(slug="s", expires_at=None))
-    return c
+    return hub_join(hub, "r1", nickname, sock, client=client, owner=owner)
 
 
 def test_the_owner_behind_the_kicked_members_address_stays() -> None:
