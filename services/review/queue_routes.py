@@ -6,17 +6,16 @@ reviewer; unsafe methods also carry the CSRF token (``require_reviewer`` checks 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from gridfs.errors import NoFile
 from pydantic import BaseModel, Field
 
-from services.review import decisions, jobs, rooms
+from services.review import assets, decisions, jobs, rooms
 from services.review.auth import Reviewer, require_reviewer
 from services.review.ports import Ports
 from services.review.settings import ReviewSettings
@@ -27,7 +26,6 @@ from services.shared.pages import Pages
 
 Me = Annotated[Reviewer, Depends(require_reviewer)]
 FormText = Annotated[str, Form(max_length=600)]
-STATIC = Path(__file__).parent / "static"
 _PREVIEW_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
 
 
@@ -129,20 +127,12 @@ def queue_router(settings: ReviewSettings, ports: Callable[[], Ports], pages: Pa
 
     @router.get("/assets/jobs.js", include_in_schema=False)
     async def script() -> Response:
-        return FileResponse(
-            STATIC / "jobs.js",
-            media_type="text/javascript",
-            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
-        )
+        return assets.script("jobs.js")
 
     @router.get("/assets/notice.js", include_in_schema=False)
     async def notice_script() -> Response:
         """Every console page loads it: a notice from a redirect (?done=...) shows once."""
-        return FileResponse(
-            STATIC / "notice.js",
-            media_type="text/javascript",
-            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
-        )
+        return assets.script("notice.js")
 
     async def queue_page(me: Reviewer, status: int = 200, **extra: Any) -> Response:
         p = ports()

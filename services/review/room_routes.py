@@ -7,16 +7,15 @@ for admins (``room_decisions`` refuses reviewers with ``403 admin_only``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from services.review import jobs, room_decisions, rooms
+from services.review import assets, jobs, room_decisions, rooms
 from services.review.auth import Reviewer, require_reviewer
 from services.review.ports import Ports
 from services.shared.errors import DomainError, NotFound
@@ -25,7 +24,6 @@ from services.shared.repos import now
 
 Me = Annotated[Reviewer, Depends(require_reviewer)]
 FormText = Annotated[str, Form(max_length=600)]
-STATIC = Path(__file__).parent / "static"
 PAGE_REPORTS = 25
 
 
@@ -92,11 +90,7 @@ def room_router(ports: Callable[[], Ports], pages: Pages) -> APIRouter:
 
     @router.get("/assets/rooms.js", include_in_schema=False)
     async def script() -> Response:
-        return FileResponse(
-            STATIC / "rooms.js",
-            media_type="text/javascript",
-            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
-        )
+        return assets.script("rooms.js")
 
     async def rooms_page(me: Reviewer, status: int = 200, **extra: Any) -> Response:
         store = ports().rooms
