@@ -59,6 +59,20 @@ def say(page: Any, text: str) -> None:
     page.get_by_role("button", name="Send").click()
 
 
+def start_room(browser: Any, urls: dict[str, str], name: str) -> tuple[Any, Any, Any, Any, str]:
+    """Ana (desktop) creates a private room from the rooms page and lands on it; Ben (phone)
+    has a page of his own. Returns both contexts, both pages and the room's slug."""
+    ana_ctx = browser.new_context(**DESKTOP)
+    ben_ctx = browser.new_context(**PHONE)
+    ana, ben = ana_ctx.new_page(), ben_ctx.new_page()
+    ana.goto(urls["rooms"] + "/rooms")
+    ana.get_by_label("Room name").fill(name)
+    ana.get_by_role("button", name="Create room").click()
+    ana.wait_for_url(ROOM_URL)
+    slug = ROOM_URL.search(ana.url).group(1)  # type: ignore[union-attr]
+    return ana_ctx, ben_ctx, ana, ben, slug
+
+
 def clearing_ms(image: dict[str, Any]) -> float:
     """When the image became cleared, in ms since the epoch: the scanner's verdict time
     (``scanned_at``), or a reviewer's clearance (``cleared_at``) if it was held first."""
@@ -82,16 +96,8 @@ def test_two_people_in_a_private_room(
 ) -> None:
     from playwright.sync_api import expect
 
-    ana_ctx = browser.new_context(**DESKTOP)
-    ben_ctx = browser.new_context(**PHONE)
-    ana, ben = ana_ctx.new_page(), ben_ctx.new_page()
-
     # Ana starts a private room; it is not listed, and she lands on it as its owner.
-    ana.goto(urls["rooms"] + "/rooms")
-    ana.get_by_label("Room name").fill("Weekend photos")
-    ana.get_by_role("button", name="Create room").click()
-    ana.wait_for_url(ROOM_URL)
-    slug = ROOM_URL.search(ana.url).group(1)  # type: ignore[union-attr]
+    ana_ctx, ben_ctx, ana, ben, slug = start_room(browser, urls, "Weekend photos")
     assert slug not in live.rooms.get("/rooms").text
     assert all(r["slug"] != slug for r in live.rooms.get("/api/v1/rooms").json()["rooms"])
     join(ana, "Ana")

@@ -9,8 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.browser.conftest import DESKTOP, PHONE
-from tests.browser.test_rooms import ROOM_URL, join, say, shot
+from tests.browser.test_rooms import join, say, shot, start_room
 from tests.integration.links_helpers import unique_photo
 from tests.live import Live
 
@@ -20,15 +19,7 @@ def test_the_creator_reloading_before_joining_stays_the_owner(
 ) -> None:
     from playwright.sync_api import expect
 
-    ana_ctx = browser.new_context(**DESKTOP)
-    ben_ctx = browser.new_context(**PHONE)
-    ana, ben = ana_ctx.new_page(), ben_ctx.new_page()
-
-    ana.goto(urls["rooms"] + "/rooms")
-    ana.get_by_label("Room name").fill("Reload test")
-    ana.get_by_role("button", name="Create room").click()
-    ana.wait_for_url(ROOM_URL)
-    slug = ROOM_URL.search(ana.url).group(1)  # type: ignore[union-attr]
+    ana_ctx, ben_ctx, ana, ben, slug = start_room(browser, urls, "Reload test")
     link = re.compile(rf"/r/{slug}#owner=[A-Za-z0-9_%-]+")
     # Before joining: the key left the address bar, and the owner link is shown to keep.
     expect(ana.locator("#owner-link")).to_be_visible()
