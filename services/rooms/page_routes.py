@@ -46,9 +46,11 @@ async def form_fields(request: Request) -> dict[str, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("", "application/x-www-form-urlencoded"):
         raise DomainError("Send the form urlencoded.", code="unsupported_form", status=415)
-    raw = await request.body()
-    if len(raw) > FORM_MAX_BYTES:
-        raise DomainError("This form is too large.", code="too_large", status=413)
+    raw = b""
+    async for chunk in request.stream():  # stop reading at the cap, not after the whole body
+        raw += chunk
+        if len(raw) > FORM_MAX_BYTES:
+            raise DomainError("This form is too large.", code="too_large", status=413)
     try:
         pairs = parse_qsl(
             raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
